@@ -1,0 +1,268 @@
+"""Run folders and checkpoints: safetensors + JSON, written atomically; the one loader.
+
+A checkpoint is one `.safetensors` file. Its tensors are the weights of G, D and G_ema
+(prefixes `G.`, `D.`, `G_ema.`), the optimiser states (`optim.G.`, `optim.D.`) and the RNG
+states (`rng.`); its header metadata holds one JSON document (key `gankit`) with the model
+name and config, the training config, step, images seen, objective state, optimiser
+hyper-parameters, format version and a SHA-256 of the tensor bytes, verified on load. One file
+means one atomic rename: a crash leaves either the old checkpoint set or the new one, never a
+half-written file that a loader would pick up. Nothing is ever unpickled.
+
+This module sits below training: sampling, metrics and the CLI load a run without the trainer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as st_save
+
+from .config import RunConfig
+from .errors import UserError
+
+FORMAT = "gankit-checkpoint"
+FORMAT_VERSION = 1
+CKPT_DIR = "checkpoints"
+CKPT_RE = re.compile(r"^ckpt-(\d{9,})\.safetensors$")
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` via a temp file in the same folder, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would surprise users sharing runs
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+# ----------------------------------------------------------------------------- tensors <-> file
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous().reshape(-1)
+        h.update(key.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> Path:
+    """Write one checkpoint file atomically.
+
+    Args:
+        path: destination `.safetensors` file.
+        tensors: name -> tensor (moved to CPU, made contiguous).
+        meta: JSON-ready document; format, version and checksum are added.
+    Returns:
+        The path written.
+    """
+    flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    doc = dict(meta)
+    doc.update(format=FORMAT, format_version=FORMAT_VERSION, sha256=_digest(flat))
+    data = st_save(flat, metadata={"gankit": json.dumps(doc)})
+    atomic_write_bytes(path, data)
+    return Path(path)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: its JSON document and its tensors (on the CPU)."""
+
+    path: Path
+    meta: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+    def part(self, prefix: str) -> dict[str, torch.Tensor]:
+        """Tensors under `prefix.` with the prefix removed (e.g. a network's state_dict)."""
+        p = prefix + "."
+        return {k[len(p) :]: v for k, v in self.tensors.items() if k.startswith(p)}
+
+    def has(self, prefix: str) -> bool:
+        p = prefix + "."
+        return any(k.startswith(p) for k in self.tensors)
+
+    @property
+    def run_config(self) -> RunConfig:
+        return RunConfig.from_json(self.meta["run_config"])
+
+    @property
+    def nimg(self) -> int:
+        return int(self.meta["nimg"])
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Load and verify one checkpoint file; a UserError for anything that is not a sound one."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"checkpoint {path} does not exist; pass a run folder or a .safetensors file"
+        )
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(
+            f"{path} is not a readable safetensors checkpoint ({str(exc).splitlines()[0][:80]}); "
+            "it may be truncated or in another format (gankit never unpickles files)"
+        ) from None
+    try:
+        meta = json.loads(header["gankit"])
+        if meta.get("format") != FORMAT:
+            raise KeyError("format")
+    except (KeyError, json.JSONDecodeError, AttributeError):
+        raise UserError(
+            f"{path} is a safetensors file but not a gankit checkpoint (no gankit metadata)"
+        ) from None
+    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+        raise UserError(
+            f"{path} has checkpoint format {meta.get('format_version')}, newer than "
+            f"this gankit reads ({FORMAT_VERSION}); upgrade gankit"
+        )
+    if _digest(tensors) != meta.get("sha256"):
+        raise UserError(f"{path} fails its checksum: the file is damaged; use an older checkpoint")
+    return Checkpoint(path=path, meta=meta, tensors=tensors)
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint files of a run, oldest first (temp files are never listed)."""
+    d = Path(run_dir) / CKPT_DIR
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := CKPT_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def checkpoint_path(run_dir: str | os.PathLike, nimg: int) -> Path:
+    return Path(run_dir) / CKPT_DIR / f"ckpt-{nimg:09d}.safetensors"
+
+
+def load_checkpoint(run_or_file: str | os.PathLike) -> Checkpoint:
+    """Load a checkpoint file, or the newest sound checkpoint of a run folder.
+
+    A run folder whose newest checkpoint is damaged falls back to the one before, with a warning.
+    """
+    p = Path(run_or_file)
+    if p.is_dir():
+        ckpts = list_checkpoints(p)
+        if not ckpts:
+            raise UserError(
+                f"{p} holds no checkpoint (looked in {p / CKPT_DIR}); "
+                "is it a gankit run folder that has saved one?"
+            )
+        errors = []
+        for c in reversed(ckpts):
+            try:
+                ck = read_checkpoint(c)
+            except UserError as exc:
+                errors.append(str(exc))
+                continue
+            if errors:
+                warnings.warn(f"skipped damaged checkpoint(s): {'; '.join(errors)}", stacklevel=2)
+            return ck
+        raise UserError(f"no sound checkpoint in {p}: {errors[0]}")
+    return read_checkpoint(p)
+
+
+# ----------------------------------------------------------------------------- optimiser / RNG
+
+
+def pack_optimizer(
+    prefix: str, opt: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimiser's state_dict into tensors and a JSON-ready remainder."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}.{idx}.{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def unpack_optimizer(
+    prefix: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    """Inverse of `pack_optimizer`: load the state into `opt`."""
+    state: dict[int, dict[str, Any]] = {}
+    p = prefix + "."
+    for name, value in tensors.items():
+        if name.startswith(p):
+            idx, key = name[len(p) :].split(".", 1)
+            state.setdefault(int(idx), {})[key] = value
+    for idx, extra in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(extra)
+    groups = meta["param_groups"]
+    for g in groups:  # JSON turned tuples into lists; optimisers expect the original types
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def pack_rng() -> dict[str, torch.Tensor]:
+    """The global torch RNG states (CPU and every CUDA device)."""
+    out = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = s
+    return out
+
+
+def unpack_rng(tensors: dict[str, torch.Tensor]) -> None:
+    if "rng.cpu" in tensors:
+        torch.set_rng_state(tensors["rng.cpu"])
+    cuda = sorted(
+        (int(k.rsplit(".", 1)[1]), v) for k, v in tensors.items() if k.startswith("rng.cuda.")
+    )
+    if cuda and torch.cuda.is_available():
+        states = [v for _, v in cuda][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(states)

@@ -1,0 +1,285 @@
+"""The `gankit` command: parse, validate, call the API, print. Nothing else lives here.
+
+Usage errors end with one line on stderr and exit code 2; an interrupted training run saves a
+checkpoint and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model into a run folder",
+        description="Train a GAN. Any config field can also be set with "
+        "--set key=value (model fields such as ngf, or training "
+        "fields such as ema_kimg).",
+    )
+    p.add_argument("model", nargs="?", help="registry name (see `gankit models`)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="digits (default, embedded), mnist, fashion-mnist, cifar10, folder:PATH or npz:PATH",
+    )
+    p.add_argument("--data-root", help="where torchvision datasets live (default ./data)")
+    p.add_argument(
+        "--folder-labels",
+        action="store_true",
+        help="folder:PATH only: class labels from first-level sub-folders",
+    )
+    p.add_argument("--no-download", action="store_true", help="never try to download data")
+    p.add_argument("--max-images", type=int, help="use only the first N training images")
+    p.add_argument("--resolution", type=int, help="image size (square)")
+    p.add_argument("--channels", type=int, help="1 (grayscale) or 3 (RGB); default: the data's")
+    p.add_argument("--epochs", type=float, help="run length in passes over the data")
+    p.add_argument("--kimg", type=float, help="run length in thousands of real images")
+    p.add_argument("--max-seconds", type=float, help="also stop after this wall time")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate of both G and D")
+    p.add_argument("--lr-g", type=float)
+    p.add_argument("--lr-d", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--objective", help="GAN loss (see `gankit objectives`)")
+    p.add_argument("--no-ema", action="store_true", help="do not keep an EMA copy of G")
+    p.add_argument("--sample-every-kimg", type=float, help="fixed-noise grid interval")
+    p.add_argument("--ckpt-every-kimg", type=float, help="checkpoint interval")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="any model or training config field (repeatable)",
+    )
+    p.add_argument("--outdir", default="runs", help="parent of auto-numbered run folders")
+    p.add_argument("--run-dir", help="exact run folder instead of an auto-numbered one")
+    p.add_argument("--resume", metavar="RUN", help="continue a run folder or checkpoint exactly")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --run-dir")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split CLI flags and --set pairs into model and training overrides (strictly)."""
+    from .config import TrainConfig, parse_assignments
+    from .models import MODELS
+
+    train_fields = set(TrainConfig.__dataclass_fields__)
+    mo: dict[str, Any] = {}
+    to: dict[str, Any] = {}
+    if args.resolution is not None:
+        mo["resolution"] = args.resolution
+    if args.channels is not None:
+        mo["channels"] = args.channels
+    flags = {
+        "data_root": args.data_root,
+        "max_images": args.max_images,
+        "epochs": args.epochs,
+        "kimg": args.kimg,
+        "max_seconds": args.max_seconds,
+        "batch_size": args.batch_size,
+        "lr_g": args.lr_g,
+        "lr_d": args.lr_d,
+        "seed": args.seed,
+        "objective": args.objective,
+        "sample_every_kimg": args.sample_every_kimg,
+        "ckpt_every_kimg": args.ckpt_every_kimg,
+        "device": args.device,
+    }
+    if args.lr is not None:
+        flags["lr_g"] = flags["lr_g"] if flags["lr_g"] is not None else args.lr
+        flags["lr_d"] = flags["lr_d"] if flags["lr_d"] is not None else args.lr
+    to.update({k: v for k, v in flags.items() if v is not None})
+    if args.folder_labels:
+        to["folder_labels"] = True
+    if args.no_download:
+        to["download"] = False
+    if args.no_ema:
+        to["ema"] = False
+    model_fields: set[str] = set()
+    if args.model:
+        model_fields = set(MODELS.get(args.model).config_cls.__dataclass_fields__)
+    for key, value in parse_assignments(args.set).items():
+        k = key.replace("-", "_")
+        if k in model_fields:
+            mo[k] = value
+        elif k in train_fields and k not in ("model", "data"):
+            to[k] = value
+        elif args.model or k not in train_fields:
+            valid = sorted(model_fields | train_fields - {"model", "data"})
+            raise UserError(f"unknown option {key!r} for --set; valid: {', '.join(valid)}")
+    return mo, to
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+    from .training.trainer import TrainResult
+
+    if args.resume is None and not args.model:
+        raise UserError("name a model to train (see `gankit models`), or pass --resume RUN")
+    if args.resume is not None and args.data is not None:
+        raise UserError("--data cannot change when resuming; drop it")
+    mo, to = _train_overrides(args)
+    result = train(
+        args.model or "",
+        args.data or "digits",
+        outdir=args.outdir,
+        run_dir=args.run_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        model_overrides=mo,
+        progress=not args.no_progress,
+        dry_run=args.dry_run,
+        **to,
+    )
+    if not isinstance(result, TrainResult):
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    why = " (time budget reached)" if result.stopped_early else ""
+    print(
+        f"done{why}: {result.nimg - result.start_nimg} images in {result.seconds:.0f} s "
+        f"(~{result.img_per_s:.0f} img/s), {result.nimg} in total -> {result.run_dir}"
+    )
+    print(
+        f"  samples: {result.run_dir / 'samples'}  curves: {result.run_dir / 'losses.png'}  "
+        f"animation: {result.run_dir / 'progress.gif'}"
+    )
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .sampling import sample_to_file
+
+    info = sample_to_file(
+        args.run,
+        args.out,
+        seeds=args.seeds,
+        label=args.label,
+        truncation=args.trunc,
+        ema=not args.no_ema,
+        device=args.device,
+    )
+    which = "G_ema" if info["ema"] else "G"
+    print(
+        f"wrote {info['images']} samples from {which} of {info['checkpoint']} "
+        f"({info['nimg']} images seen) -> {', '.join(info['written'][:3])}"
+        + (" ..." if len(info["written"]) > 3 else "")
+    )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import MODELS
+
+    width = max(len(n) for n in MODELS.names())
+    for name, spec in MODELS.items():
+        tag = " [conditional]" if spec.conditional else ""
+        print(f"{name:<{width}}  {spec.description}{tag}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import list_datasets
+
+    rows = list_datasets()
+    width = max(len(n) for n, _ in rows)
+    for name, desc in rows:
+        print(f"{name:<{width}}  {desc}")
+    return 0
+
+
+def cmd_objectives(args: argparse.Namespace) -> int:
+    from .objectives import OBJECTIVES
+
+    for name, cls in OBJECTIVES.items():
+        print(f"{name:<14}  {cls.description}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(
+        outdir=Path(args.outdir), seconds_per_model=args.seconds, progress=not args.no_progress
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gankit", description="Train, sample and inspect GANs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    _add_train(sub)
+    s = sub.add_parser("sample", help="sample images from a run or checkpoint")
+    s.add_argument("run", help="run folder or checkpoint .safetensors file")
+    s.add_argument("--seeds", help="e.g. 0-63 or 1,5,9 (default 0-63; 0-9 per class row)")
+    s.add_argument("--class", dest="label", type=int, help="class label (conditional models)")
+    s.add_argument("--trunc", type=float, help="truncation threshold for z (e.g. 1.0)")
+    s.add_argument("--out", default="samples.png", help="grid .png, .npz, or a folder")
+    s.add_argument("--no-ema", action="store_true", help="use G instead of G_ema")
+    s.add_argument("--device", default="cpu")
+    sub.add_parser("models", help="list the registered models")
+    sub.add_parser("datasets", help="list the dataset specs")
+    sub.add_parser("objectives", help="list the GAN objectives")
+    d = sub.add_parser("demo", help="train DCGAN and CGAN on the embedded digits (no download)")
+    d.add_argument("--outdir", default="runs/demo")
+    d.add_argument(
+        "--seconds", type=float, default=180.0, help="training time budget per model (default 180)"
+    )
+    d.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "models": cmd_models,
+    "datasets": cmd_datasets,
+    "objectives": cmd_objectives,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gankit` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .training.trainer import TrainingDiverged, TrainingInterrupted
+
+    started = time.time()
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingInterrupted as exc:
+        print(
+            f"\ngankit: interrupted after {time.time() - started:.0f} s; state saved to "
+            f"{exc.checkpoint}; continue with --resume {Path(str(exc.checkpoint)).parent.parent}",
+            file=sys.stderr,
+        )
+        return 130
+    except TrainingDiverged as exc:
+        print(f"gankit: error: {exc}", file=sys.stderr)
+        return 3
+    except UserError as exc:
+        print(f"gankit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

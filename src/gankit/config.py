@@ -1,0 +1,231 @@
+"""Typed configuration: small dataclasses, named presets and strict overrides.
+
+An unknown key or a value of the wrong type is a `UserError`, never silently ignored. The
+resolved configuration is written into every run folder, and a resume refuses changes to
+anything but the run's length and its reporting intervals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from .errors import UserError
+
+C = TypeVar("C")
+
+
+@dataclass
+class TrainConfig:
+    """Everything about a training run that is not the networks' shape."""
+
+    model: str = "dcgan"  # registry name of the model
+    data: str = "digits"  # dataset spec: a registered name, folder:PATH or npz:PATH
+    data_root: str | None = None  # where torchvision datasets live (default $GANKIT_DATA or ./data)
+    folder_labels: bool = False  # folder:PATH only: class labels from first-level sub-folders
+    download: bool = True  # try to download torchvision datasets that are missing
+    max_images: int | None = None  # use only the first N training images
+    objective: str | None = None  # None: the model's default objective
+    epochs: float | None = None  # run length in passes over the data ...
+    kimg: float | None = None  # ... or in thousands of real images shown to D (not both)
+    max_seconds: float | None = None  # also stop (with a checkpoint) after this wall time
+    batch_size: int = 128
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    seed: int = 0
+    ema: bool = True  # keep an exponential moving average of G's weights for sampling
+    ema_kimg: float = 10.0  # EMA half-life, in thousands of images
+    ema_rampup: float | None = 0.05  # half-life <= rampup * images seen, early in training
+    log_every: int = 20  # steps between progress/metrics lines (the only host syncs)
+    sample_every_kimg: float = 10.0  # fixed-noise grid interval
+    ckpt_every_kimg: float = 50.0  # checkpoint interval
+    keep_checkpoints: int = 2  # older checkpoints are deleted
+    grid_size: int = 64  # fixed-noise samples in each progress grid
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+
+    def validate(self) -> None:
+        """Raise a UserError for values that make no sense."""
+        positive = {
+            "batch_size": self.batch_size,
+            "lr_g": self.lr_g,
+            "lr_d": self.lr_d,
+            "log_every": self.log_every,
+            "grid_size": self.grid_size,
+            "ema_kimg": self.ema_kimg,
+            "sample_every_kimg": self.sample_every_kimg,
+            "ckpt_every_kimg": self.ckpt_every_kimg,
+            "keep_checkpoints": self.keep_checkpoints,
+        }
+        for key, value in positive.items():
+            if not (value > 0) or (isinstance(value, float) and not math.isfinite(value)):
+                raise UserError(f"{key} must be > 0 (got {value}); pass a positive value")
+        for key in ("beta1", "beta2"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                raise UserError(f"{key} must be in [0, 1) (got {value})")
+        if self.epochs is not None and self.kimg is not None:
+            raise UserError("give the run length as --epochs or --kimg, not both")
+        for key in ("epochs", "kimg", "max_seconds"):
+            value = getattr(self, key)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise UserError(f"{key} must be > 0 (got {value})")
+        if self.max_images is not None and self.max_images <= 0:
+            raise UserError(f"max_images must be > 0 (got {self.max_images})")
+        if self.ema_rampup is not None and not self.ema_rampup > 0:
+            raise UserError(f"ema_rampup must be > 0 or None (got {self.ema_rampup})")
+
+
+# Keys that may differ when a run is resumed: its length and how it reports, nothing that
+# changes the maths of the steps already taken.
+RESUMABLE_KEYS = frozenset(
+    {
+        "epochs",
+        "kimg",
+        "max_seconds",
+        "log_every",
+        "sample_every_kimg",
+        "ckpt_every_kimg",
+        "keep_checkpoints",
+        "device",
+        "data_root",
+        "download",
+    }
+)
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert `value` (often a string from the command line) to type `tp`, strictly."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except UserError as exc:
+                errors.append(str(exc))
+        raise UserError(errors[0] if errors else f"{key}: cannot take {value!r}")
+    if origin in (tuple, list):
+        raise UserError(f"{key}: sequence values are not supported here")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise UserError(f"{key} must be true or false (got {value!r})")
+    if tp is int:
+        if isinstance(value, bool):
+            raise UserError(f"{key} must be an integer (got {value!r})")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise UserError(f"{key} must be an integer (got {value!r})")
+    if tp is float:
+        if isinstance(value, bool):
+            raise UserError(f"{key} must be a number (got {value!r})")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise UserError(f"{key} must be a number (got {value!r})")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise UserError(f"{key} must be a string (got {value!r})")
+    raise UserError(f"{key}: unsupported type {tp}")
+
+
+def apply_overrides(cfg: C, overrides: Mapping[str, Any], *, what: str = "option") -> C:
+    """Return a copy of dataclass `cfg` with `overrides` applied, each key and type checked.
+
+    Args:
+        cfg: a dataclass instance.
+        overrides: key -> value; string values are parsed to the field's type.
+        what: word used in error messages ("model option", "training option").
+    Returns:
+        A new dataclass instance.
+    """
+    hints = _type_hints(type(cfg))
+    names = [f.name for f in fields(cfg)]  # type: ignore[arg-type]
+    changes = {}
+    for key, value in overrides.items():
+        key_norm = key.replace("-", "_")
+        if key_norm not in names:
+            raise UserError(f"unknown {what} {key!r}; valid: {', '.join(names)}")
+        changes[key_norm] = _coerce(value, hints[key_norm], key_norm)
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any], *, what: str = "option") -> C:
+    """Build dataclass `cls` from a dict, strictly (unknown keys and wrong types are errors)."""
+    return apply_overrides(cls(), data, what=what)  # type: ignore[call-arg]
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, str]:
+    """Parse ["key=value", ...] from `--set` into a dict."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"--set expects key=value (got {item!r})")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass
+class RunConfig:
+    """The resolved configuration of a run: model name, its constructor config and training."""
+
+    model: str
+    model_config: dict[str, Any]
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "model_config": dict(self.model_config),
+            "train": to_dict(self.train),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunConfig:
+        try:
+            return cls(
+                model=str(data["model"]),
+                model_config=dict(data["model_config"]),
+                train=from_dict(TrainConfig, data["train"], what="training option"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"config is missing {exc}; is this a gankit run?") from None

@@ -1,0 +1,71 @@
+"""The in-memory image dataset every loader returns.
+
+Images are kept decoded, resized and as uint8 in memory so that a training batch is cut by
+indexing one tensor (no per-sample PIL work in the hot loop); they become floats in [-1, 1]
+only when a batch is taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class ImageDataset:
+    """Decoded images and optional labels.
+
+    Attributes:
+        images: uint8 tensor [N, C, H, W] with values 0..255.
+        labels: int64 tensor [N] with values in [0, num_classes), or None when unlabelled.
+        num_classes: number of classes (0 when unlabelled).
+        name: the spec the data was loaded from, e.g. "digits" or "folder:/data/faces".
+        class_names: optional readable name per class.
+        notes: things the loader did that a user should know (skipped files, conversions).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    num_classes: int
+    name: str
+    class_names: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError("images must be a uint8 tensor [N, C, H, W]")
+        if self.labels is not None:
+            if self.labels.shape != (self.images.shape[0],):
+                raise ValueError("labels must have one entry per image")
+            self.labels = self.labels.to(torch.int64)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.images.shape[-1])
+
+    def batch(
+        self, index: torch.Tensor, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images scaled to [-1, 1] (float32) and labels for the given indices, on `device`."""
+        x = self.images[index].to(device, non_blocking=True)
+        x = x.float().div_(127.5).sub_(1.0)
+        y = None if self.labels is None else self.labels[index].to(device, non_blocking=True)
+        return x, y
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return images.float().div(127.5).sub(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], clamping what lies outside."""
+    return images.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()

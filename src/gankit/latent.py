@@ -1,0 +1,42 @@
+"""Seeds -> latents, shared by the trainer's fixed-noise grids and `gankit sample`.
+
+Each seed gets its own generator, so seed 7 gives the same z whatever other seeds are drawn
+with it, and the training grids show exactly what `gankit sample --seeds 0-63` shows later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def seed_latents(seeds: Sequence[int], nz: int, truncation: float | None = None) -> torch.Tensor:
+    """One z ~ N(0, I) of size `nz` per seed (CPU float32 [len(seeds), nz]).
+
+    With `truncation` = t > 0, components with |z_i| > t are redrawn (from the same seed's
+    generator) until they lie within t: a truncated normal, never a rescaled one.
+    """
+    out = torch.empty(len(seeds), nz)
+    for i, s in enumerate(seeds):
+        g = torch.Generator().manual_seed(int(s))
+        z = torch.randn(nz, generator=g)
+        if truncation is not None:
+            if truncation <= 0:
+                raise ValueError("truncation must be > 0")
+            for _ in range(1000):
+                bad = z.abs() > truncation
+                if not bad.any():
+                    break
+                z[bad] = torch.randn(int(bad.sum()), generator=g)
+            else:  # pragma: no cover - needs t ~ 0; clamp so the promise still holds
+                z = z.clamp(-truncation, truncation)
+        out[i] = z
+    return out
+
+
+def class_grid(num_classes: int, cols: int) -> tuple[list[int], torch.Tensor]:
+    """Seeds 0..cols-1 in every row, row c labelled c: the per-class grid layout."""
+    seeds = [s for _ in range(num_classes) for s in range(cols)]
+    labels = torch.arange(num_classes).repeat_interleave(cols)
+    return seeds, labels

@@ -1,0 +1,116 @@
+"""The model registry: every GAN gankit can train, with its constructor config.
+
+A model is a pair of networks (G, D) built from a typed config dataclass. Networks only
+compute forward: G(z, y) -> images in [-1, 1], D(x, y) -> one logit per image (the sigmoid of
+the papers is folded into the objective, where it is numerically stable). The GAN maths lives
+in `gankit.objectives`; training in `gankit.training`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..config import apply_overrides, to_dict
+from ..errors import UserError
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows of a model family.
+
+    Attributes:
+        name: registry name.
+        description: one line for `gankit models`.
+        config_cls: dataclass whose fields are the networks' constructor arguments. Every
+            image model has `resolution`, `channels`, `nz` and `num_classes` (0 = unconditional).
+        build: config -> (G, D).
+        conditional: whether G and D take class labels.
+        train_defaults: the customary training setup (TrainConfig overrides) for this model.
+        objective: the default objective's registry name.
+    """
+
+    name: str
+    description: str
+    config_cls: type
+    build: Callable[[Any], tuple[nn.Module, nn.Module]]
+    conditional: bool = False
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    objective: str = "nonsaturating"
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add a model family to the registry."""
+    return MODELS.add(spec.name, spec)
+
+
+@dataclass
+class Model:
+    """A built model: the spec, its resolved config and the two networks."""
+
+    spec: ModelSpec
+    config: Any
+    G: nn.Module
+    D: nn.Module
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def config_dict(self) -> dict[str, Any]:
+        return to_dict(self.config)
+
+
+def make_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
+    """The config dataclass of model `name` with strict overrides applied."""
+    spec = MODELS.get(name)
+    return apply_overrides(spec.config_cls(), overrides or {}, what=f"{name} option")
+
+
+def create_model(name: str, **overrides: Any) -> Model:
+    """Build model `name` from its default config updated by `overrides`.
+
+    Example: `create_model("dcgan", resolution=32, channels=1)`.
+    """
+    spec = MODELS.get(name)
+    cfg = make_config(name, overrides)
+    G, D = spec.build(cfg)
+    return Model(spec=spec, config=cfg, G=G, D=D)
+
+
+def list_models() -> list[str]:
+    """Names of all registered models."""
+    return MODELS.names()
+
+
+def check_resolution_pow2(name: str, resolution: int, minimum: int = 8) -> int:
+    """Number of stride-2 stages for a power-of-two `resolution`; a UserError otherwise."""
+    if resolution < minimum or resolution & (resolution - 1):
+        nearest = 1 << max(minimum.bit_length() - 1, max(resolution, 1).bit_length())
+        raise UserError(
+            f"{name} needs a power-of-two resolution >= {minimum} (got {resolution}); "
+            f"pass --resolution {nearest}"
+        )
+    return resolution.bit_length() - 1
+
+
+# Register the built-in families (import for their side effect).
+from . import cgan, dcgan, gan  # noqa: E402,F401
+
+__all__ = [
+    "MODELS",
+    "Model",
+    "ModelSpec",
+    "create_model",
+    "list_models",
+    "make_config",
+    "register_model",
+    "UserError",
+]

@@ -1,0 +1,179 @@
+"""DCGAN (Radford et al. 2015) and its class-conditional form.
+
+The stride-2 stages are derived from the resolution: at 64x64 the networks are exactly the
+PyTorch tutorial's (3,576,704 G and 2,765,568 D parameters for RGB, nz = ngf = ndf = 64/100);
+each doubling of the resolution adds one stage and doubles the widest layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import ModelSpec, check_resolution_pow2, register_model
+
+
+@dataclass
+class DCGANConfig:
+    resolution: int = 64
+    channels: int = 3
+    nz: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    num_classes: int = 0
+
+
+@dataclass
+class CDCGANConfig:
+    resolution: int = 32
+    channels: int = 1
+    nz: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    num_classes: int = 10
+    embed_dim: int = 50  # size of G's label embedding, concatenated with z
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """The paper's initialisation: conv weights N(0, 0.02); BN scale N(1, 0.02), bias 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class DCGANGenerator(nn.Module):
+    """Transposed convolutions from a 1x1 latent to the image; BN + ReLU; Tanh output."""
+
+    def __init__(
+        self, resolution: int, channels: int, nz: int, ngf: int, in_dim: int | None = None
+    ) -> None:
+        super().__init__()
+        stages = check_resolution_pow2("dcgan", resolution) - 3  # stride-2 blocks before output
+        width = ngf * 2**stages  # 8 * ngf at 64x64
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(in_dim or nz, width, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(True),
+        ]
+        for _ in range(stages):
+            layers += [
+                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(width // 2),
+                nn.ReLU(True),
+            ]
+            width //= 2
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.main(h.view(h.shape[0], -1, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    """Strided convolutions down to 4x4, BN (not on the input layer) + LeakyReLU(0.2), one logit."""
+
+    def __init__(self, resolution: int, channels: int, ndf: int) -> None:
+        super().__init__()
+        stages = check_resolution_pow2("dcgan", resolution) - 3
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, ndf, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        width = ndf
+        for _ in range(stages):
+            layers += [
+                nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(width * 2),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            width *= 2
+        layers += [nn.Conv2d(width, 1, 4, 1, 0, bias=False)]
+        self.main = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x).flatten()
+
+
+class Generator(nn.Module):
+    """DCGAN generator with the registry's G(z, y) signature."""
+
+    def __init__(self, cfg: DCGANConfig) -> None:
+        super().__init__()
+        self.z_dim, self.num_classes = cfg.nz, 0
+        self.net = DCGANGenerator(cfg.resolution, cfg.channels, cfg.nz, cfg.ngf)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: DCGANConfig) -> None:
+        super().__init__()
+        self.num_classes = 0
+        self.net = DCGANDiscriminator(cfg.resolution, cfg.channels, cfg.ndf)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x)
+
+
+class ConditionalGenerator(nn.Module):
+    """G(z | y): a learned label embedding concatenated with z feeds the DCGAN generator."""
+
+    def __init__(self, cfg: CDCGANConfig) -> None:
+        super().__init__()
+        self.z_dim, self.num_classes = cfg.nz, cfg.num_classes
+        self.embed = nn.Embedding(cfg.num_classes, cfg.embed_dim)
+        self.net = DCGANGenerator(
+            cfg.resolution, cfg.channels, cfg.nz, cfg.ngf, in_dim=cfg.nz + cfg.embed_dim
+        )
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is None:
+            raise ValueError("cdcgan's generator needs class labels y")
+        return self.net(torch.cat([z, self.embed(y)], dim=1))
+
+
+class ConditionalDiscriminator(nn.Module):
+    """D(x | y): the label, embedded as one extra image-sized plane, joins the input channels."""
+
+    def __init__(self, cfg: CDCGANConfig) -> None:
+        super().__init__()
+        self.num_classes = cfg.num_classes
+        self.resolution = cfg.resolution
+        self.embed = nn.Embedding(cfg.num_classes, cfg.resolution * cfg.resolution)
+        self.net = DCGANDiscriminator(cfg.resolution, cfg.channels + 1, cfg.ndf)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is None:
+            raise ValueError("cdcgan's discriminator needs class labels y")
+        plane = self.embed(y).view(-1, 1, self.resolution, self.resolution).to(x.dtype)
+        if x.is_contiguous(memory_format=torch.channels_last):
+            plane = plane.contiguous(memory_format=torch.channels_last)
+        return self.net(torch.cat([x, plane], dim=1))
+
+
+register_model(
+    ModelSpec(
+        name="dcgan",
+        description="DCGAN (Radford et al. 2015): all-convolutional G and D with batch norm",
+        config_cls=DCGANConfig,
+        build=lambda cfg: (Generator(cfg), Discriminator(cfg)),
+    )
+)
+
+register_model(
+    ModelSpec(
+        name="cdcgan",
+        description="class-conditional DCGAN: label embedding with z in G, a label plane in D",
+        config_cls=CDCGANConfig,
+        build=lambda cfg: (ConditionalGenerator(cfg), ConditionalDiscriminator(cfg)),
+        conditional=True,
+    )
+)

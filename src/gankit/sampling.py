@@ -1,0 +1,223 @@
+"""Reproducible sampling from a saved run: seeds -> latents -> images.
+
+Only the checkpoint is needed (never the trainer): `load` rebuilds the networks from the
+registry name and config stored in the file and loads G_ema (default) or G.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import viz
+from .checkpoint import Checkpoint, atomic_write_bytes, load_checkpoint
+from .data.base import to_uint8
+from .errors import UserError
+from .latent import seed_latents
+from .models import Model, create_model
+
+
+def parse_seeds(text: str | Sequence[int]) -> list[int]:
+    """'0-63' / '1,5,9-11' -> list of ints (order kept; ranges inclusive)."""
+    if not isinstance(text, str):
+        return [int(s) for s in text]
+    seeds: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise UserError(f"bad seed list {text!r}; use e.g. 0-63 or 1,5,9-11")
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) is not None else a
+        if b < a:
+            raise UserError(f"bad seed range {part!r}: the end is before the start")
+        if b - a >= 100_000 or len(seeds) + b - a >= 100_000:
+            raise UserError(f"too many seeds in {text!r} (at most 100,000)")
+        seeds.extend(range(a, b + 1))
+    if not seeds:
+        raise UserError("no seeds given; use e.g. --seeds 0-63")
+    if max(seeds) >= 2**63:
+        raise UserError("seeds must be below 2**63")
+    return seeds
+
+
+@dataclass
+class LoadedRun:
+    """A generator ready to sample, with what is known about its training."""
+
+    checkpoint: Checkpoint
+    model: Model
+    G: nn.Module
+    used_ema: bool
+    device: torch.device
+
+    @property
+    def nz(self) -> int:
+        return int(self.model.config.nz)
+
+    @property
+    def num_classes(self) -> int:
+        return (
+            int(getattr(self.model.config, "num_classes", 0) or 0)
+            if self.model.spec.conditional
+            else 0
+        )
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.checkpoint.meta.get("data", {}).get("class_names")
+
+
+def load(
+    run_or_ckpt: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True
+) -> LoadedRun:
+    """Load a run folder (newest sound checkpoint) or a checkpoint file for sampling.
+
+    Args:
+        run_or_ckpt: run folder or `.safetensors` checkpoint.
+        device: where to put the networks.
+        ema: use G_ema when the checkpoint has it (the default), else G.
+    """
+    ck = load_checkpoint(run_or_ckpt)
+    name = ck.meta.get("model")
+    try:
+        model = create_model(name, **ck.meta["run_config"]["model_config"])
+    except (KeyError, TypeError):
+        raise UserError(f"{ck.path} lacks a model config; it cannot be sampled") from None
+    use_ema = ema and ck.has("G_ema")
+    prefix = "G_ema" if use_ema else "G"
+    try:
+        model.G.load_state_dict(ck.part(prefix))
+        if ck.has("D"):
+            model.D.load_state_dict(ck.part("D"))
+    except RuntimeError as exc:
+        raise UserError(
+            f"{ck.path}: weights do not fit {name}: {str(exc).splitlines()[0]}"
+        ) from None
+    dev = torch.device(device)
+    model.G.to(dev).eval()
+    model.D.to(dev).eval()
+    return LoadedRun(checkpoint=ck, model=model, G=model.G, used_ema=use_ema, device=dev)
+
+
+def check_class(run: LoadedRun, label: int | None) -> None:
+    """A UserError for a class label the model cannot take."""
+    if label is None:
+        return
+    if run.num_classes == 0:
+        raise UserError(f"{run.model.name} is not class-conditional; drop --class")
+    if not 0 <= label < run.num_classes:
+        raise UserError(f"class {label} is outside the model's range 0..{run.num_classes - 1}")
+
+
+@torch.no_grad()
+def generate(
+    run: LoadedRun,
+    seeds: Sequence[int],
+    labels: Sequence[int] | torch.Tensor | None = None,
+    truncation: float | None = None,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Images in [-1, 1] (CPU, [N, C, H, W]) for the given seeds (and labels, if conditional).
+
+    The same seed (and label) gives the same image whatever else is in the batch: G runs in
+    eval mode and each seed has its own noise generator.
+    """
+    if truncation is not None and not truncation > 0:
+        raise UserError(f"truncation must be > 0 (got {truncation})")
+    z = seed_latents(list(seeds), run.nz, truncation=truncation)
+    y: torch.Tensor | None = None
+    if run.num_classes:
+        if labels is None:
+            raise UserError(f"{run.model.name} is class-conditional: give class labels")
+        y = torch.as_tensor(labels, dtype=torch.long)
+        if y.numel() != z.shape[0]:
+            raise ValueError("one label per seed is needed")
+        for c in y.unique().tolist():
+            check_class(run, int(c))
+    elif labels is not None:
+        raise UserError(f"{run.model.name} is not class-conditional; drop --class")
+    out = []
+    for i in range(0, z.shape[0], batch_size):
+        zi = z[i : i + batch_size].to(run.device)
+        yi = None if y is None else y[i : i + batch_size].to(run.device)
+        out.append(run.G(zi, yi).float().cpu())
+    return torch.cat(out)
+
+
+def sample_to_file(
+    run_or_ckpt: str | os.PathLike,
+    out: str | os.PathLike,
+    seeds: str | Sequence[int] | None = None,
+    label: int | None = None,
+    truncation: float | None = None,
+    ema: bool = True,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """`gankit sample`: a grid PNG, single PNGs in a folder, or an .npz of uint8 images.
+
+    For a conditional model without `label`, every class gets a row (seeds as columns).
+    Returns a summary dict (paths, count, whether G_ema was used).
+    """
+    run = load(run_or_ckpt, device=device, ema=ema)
+    check_class(run, label)
+    if seeds is None:
+        seeds = "0-9" if run.num_classes else "0-63"
+    seed_list = parse_seeds(seeds)
+    nrow = None
+    if run.num_classes and label is None:
+        cols = len(seed_list)
+        all_seeds = seed_list * run.num_classes
+        labels: list[int] | None = [c for c in range(run.num_classes) for _ in range(cols)]
+        nrow = cols
+    else:
+        all_seeds = seed_list
+        labels = [label] * len(seed_list) if run.num_classes else None
+    imgs = generate(run, all_seeds, labels, truncation)
+    out = Path(out)
+    suffix = out.suffix.lower()
+    written: list[str] = []
+    if suffix == ".png":
+        scale = 2 if imgs.shape[-1] <= 32 else 1
+        viz.save_grid(imgs, out, nrow=nrow, scale=scale)
+        written.append(str(out))
+    elif suffix == ".npz":
+        u8 = to_uint8(imgs).permute(0, 2, 3, 1).numpy()
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            x=u8,
+            seeds=np.asarray(all_seeds, dtype=np.int64),
+            y=np.asarray(labels if labels is not None else [], dtype=np.int64),
+        )
+        atomic_write_bytes(out, buf.getvalue())
+        written.append(str(out))
+    elif suffix == "":
+        out.mkdir(parents=True, exist_ok=True)
+        for i, s in enumerate(all_seeds):
+            tag = f"seed{s:04d}" + (f"-class{labels[i]}" if labels is not None else "")
+            p = out / f"{tag}.png"
+            viz.save_grid(imgs[i : i + 1], p, nrow=1)
+            written.append(str(p))
+    else:
+        raise UserError(
+            f"--out must end in .png (grid), .npz (arrays) or be a folder (single "
+            f"PNGs); got {out.name}"
+        )
+    return {
+        "written": written,
+        "images": len(all_seeds),
+        "ema": run.used_ema,
+        "checkpoint": str(run.checkpoint.path),
+        "nimg": run.checkpoint.nimg,
+    }

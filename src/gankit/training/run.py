@@ -1,0 +1,281 @@
+"""From a model name, a dataset and overrides to a finished run folder.
+
+This resolves the configuration (model defaults, then the model's customary training setup,
+then the user's overrides; data-derived fields such as channels and number of classes filled
+from the data), creates an auto-numbered run folder, and drives the trainer. Resuming refuses
+any change that would alter the steps already taken.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import atomic_write_json, load_checkpoint
+from ..config import RESUMABLE_KEYS, RunConfig, TrainConfig, apply_overrides, to_dict
+from ..data import load_dataset
+from ..data.base import ImageDataset
+from ..errors import UserError
+from ..models import MODELS, create_model, make_config
+from ..objectives import OBJECTIVES
+from .trainer import Trainer, TrainResult
+
+# The size each named dataset is trained at unless --resolution says otherwise (the digits are
+# 8x8 and are upsampled, as the demo asks); power-of-two models round up (MNIST 28 -> 32).
+DEFAULT_RESOLUTION = {"digits": 32, "mnist": 28, "fashion-mnist": 28, "cifar10": 32}
+
+
+def _pow2_ceil(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _needs_pow2(model: str) -> bool:
+    """Whether the model's networks only take power-of-two sizes (try one odd size)."""
+    try:
+        create_model(model, resolution=24, channels=1, **_tiny(model))
+    except UserError:
+        return True
+    return False
+
+
+def _tiny(model: str) -> dict[str, Any]:
+    """Smallest widths for a quick shape check (only fields the model has)."""
+    cfg = MODELS.get(model).config_cls()
+    return {k: 4 for k in ("ngf", "ndf", "hidden") if hasattr(cfg, k)}
+
+
+def default_resolution(model: str, data: str) -> int | None:
+    base = DEFAULT_RESOLUTION.get(data)
+    if base is None:
+        return None
+    return _pow2_ceil(base) if _needs_pow2(model) else base
+
+
+def _run_name(model: str, data: str) -> str:
+    tail = data.split(":", 1)[-1].rstrip("/\\")
+    tail = Path(tail).stem if ":" in data else tail
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{tail}")[:60]
+
+
+def new_run_dir(outdir: str | Path, model: str, data: str) -> Path:
+    """outdir/NNNNN-model-data, numbered one past the highest existing number."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    nums = [int(m.group(1)) for p in out.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+    return out / f"{(max(nums) + 1) if nums else 0:05d}-{_run_name(model, data)}"
+
+
+def prepare_run_dir(path: Path, overwrite: bool) -> Path:
+    """Create `path`; an existing non-empty folder is refused unless `overwrite`."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} exists and is not a folder; choose another --run-dir")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise UserError(
+                f"run folder {path} already exists; pass --resume {path} to continue "
+                "it, --overwrite to replace it, or choose another --run-dir"
+            )
+        if not (path / "config.json").is_file():
+            raise UserError(
+                f"{path} is not empty and is not a gankit run folder; refusing to "
+                "overwrite it; choose another --run-dir"
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_train_config(model: str, data: str, overrides: Mapping[str, Any]) -> TrainConfig:
+    spec = MODELS.get(model)
+    cfg = TrainConfig(model=model, data=data)
+    cfg = apply_overrides(cfg, spec.train_defaults, what="training option")
+    cfg = apply_overrides(cfg, overrides, what="training option")
+    cfg.validate()
+    if cfg.objective is not None:
+        OBJECTIVES.get(cfg.objective)
+    return cfg
+
+
+def _load_data(cfg: TrainConfig, resolution: int, channels: int | None) -> ImageDataset:
+    return load_dataset(
+        cfg.data,
+        resolution=resolution,
+        channels=channels,
+        root=cfg.data_root,
+        train=True,
+        download=cfg.download,
+        folder_labels=cfg.folder_labels,
+        max_images=cfg.max_images,
+    )
+
+
+def _write_config(
+    run_dir: Path, rc: RunConfig, ds: ImageDataset, extra: dict | None = None
+) -> None:
+    doc = {
+        "run_config": rc.to_json(),
+        "data": {
+            "name": ds.name,
+            "images": len(ds),
+            "channels": ds.channels,
+            "resolution": ds.resolution,
+            "num_classes": ds.num_classes,
+            "class_names": ds.class_names,
+            "notes": ds.notes,
+        },
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    doc.update(extra or {})
+    atomic_write_json(run_dir / "config.json", doc)
+
+
+def prepare_training(
+    model: str,
+    data: str,
+    *,
+    model_overrides: Mapping[str, Any] | None = None,
+    train_overrides: Mapping[str, Any] | None = None,
+) -> tuple[RunConfig, ImageDataset]:
+    """Resolve the full configuration of a fresh run and load its data (nothing is written)."""
+    spec = MODELS.get(model)
+    mo = {k.replace("-", "_"): v for k, v in (model_overrides or {}).items()}
+    tcfg = resolve_train_config(model, data, train_overrides or {})
+    make_config(model, mo)  # unknown keys / wrong types fail before any data is read
+    res = mo.get("resolution")
+    if res is None:
+        res = default_resolution(model, data) or spec.config_cls().resolution
+    res = int(res)
+    if res <= 0:
+        raise UserError(f"resolution must be > 0 (got {res})")
+    channels = mo.get("channels")
+    ds = _load_data(tcfg, res, None if channels is None else int(channels))
+    mo["resolution"] = res
+    mo.setdefault("channels", ds.channels)
+    if spec.conditional:
+        if ds.labels is None:
+            raise UserError(
+                f"{model} is class-conditional but {data} has no labels; use "
+                "labelled data (e.g. folder:PATH with --folder-labels)"
+            )
+        n_cls = int(mo.setdefault("num_classes", ds.num_classes))
+        top = int(ds.labels.max()) if len(ds) else -1
+        if top >= n_cls:
+            raise UserError(
+                f"{data} has label {top}, outside the model's {n_cls} classes; "
+                f"pass --set num_classes={top + 1} or drop that class"
+            )
+    cfg = make_config(model, mo)
+    create_model(model, **to_dict(cfg))  # invalid shapes fail before a folder is made
+    return RunConfig(model=model, model_config=to_dict(cfg), train=tcfg), ds
+
+
+def train(
+    model: str = "dcgan",
+    data: str = "digits",
+    *,
+    outdir: str | Path = "runs",
+    run_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    model_overrides: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    tensorboard: bool = True,
+    dry_run: bool = False,
+    **train_overrides: Any,
+) -> TrainResult | RunConfig:
+    """Train a model; the Python face of `gankit train`.
+
+    Args:
+        model: registry name (see `list_models()`).
+        data: dataset spec: digits, mnist, fashion-mnist, cifar10, folder:PATH, npz:PATH.
+        outdir: parent of auto-numbered run folders.
+        run_dir: an exact run folder instead of an auto-numbered one.
+        resume: a run folder or checkpoint file to continue exactly.
+        overwrite: replace an existing `run_dir`.
+        model_overrides: network config fields (resolution, channels, nz, ngf, ...).
+        progress: show a progress bar.
+        tensorboard: also log to TensorBoard when installed.
+        dry_run: resolve and return the configuration without training.
+        **train_overrides: TrainConfig fields (epochs, kimg, batch_size, lr_g, seed, ...).
+    Returns:
+        The TrainResult (or the resolved RunConfig for a dry run).
+    """
+    if resume is not None:
+        return _resume(
+            resume, model_overrides or {}, train_overrides, progress, tensorboard, dry_run
+        )
+    rc, ds = prepare_training(
+        model, data, model_overrides=model_overrides, train_overrides=train_overrides
+    )
+    if dry_run:
+        return rc
+    path = Path(run_dir) if run_dir is not None else new_run_dir(outdir, model, data)
+    prepare_run_dir(path, overwrite)
+    _write_config(path, rc, ds)
+    trainer = Trainer(rc, path, ds, progress=progress, tensorboard=tensorboard)
+    return trainer.train()
+
+
+def _resume(
+    resume: str | Path,
+    model_overrides: Mapping[str, Any],
+    train_overrides: Mapping[str, Any],
+    progress: bool,
+    tensorboard: bool,
+    dry_run: bool,
+) -> TrainResult | RunConfig:
+    ck = load_checkpoint(resume)
+    rc = ck.run_config
+    run_dir = ck.path.parent.parent
+    for key, value in model_overrides.items():
+        key = key.replace("-", "_")
+        old = rc.model_config.get(key)
+        new = apply_overrides(make_config(rc.model, rc.model_config), {key: value})
+        if getattr(new, key) != old:
+            raise UserError(
+                f"cannot change {key} when resuming (run has {old!r}); start a new run instead"
+            )
+    new_train = apply_overrides(rc.train, train_overrides, what="training option")
+    old_d, new_d = to_dict(rc.train), to_dict(new_train)
+    changed = [k for k in new_d if new_d[k] != old_d[k] and k not in RESUMABLE_KEYS]
+    if changed:
+        k = changed[0]
+        raise UserError(
+            f"cannot change {k} when resuming (run has {old_d[k]!r}, asked "
+            f"{new_d[k]!r}); only the length and reporting intervals may change"
+        )
+    if "epochs" in train_overrides and new_train.kimg is not None:
+        new_train = apply_overrides(new_train, {"kimg": None})
+    if "kimg" in train_overrides and new_train.epochs is not None:
+        new_train = apply_overrides(new_train, {"epochs": None})
+    new_train.validate()
+    rc = RunConfig(model=rc.model, model_config=rc.model_config, train=new_train)
+    if dry_run:
+        return rc
+    mc = rc.model_config
+    ds = _load_data(new_train, int(mc["resolution"]), int(mc["channels"]))
+    prev = {}
+    cfg_path = run_dir / "config.json"
+    if cfg_path.is_file():
+        try:
+            prev = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError:
+            prev = {}
+    _write_config(
+        run_dir,
+        rc,
+        ds,
+        {"resumed_from": str(ck.path), "history": prev.get("history", []) + [ck.nimg]},
+    )
+    trainer = Trainer(rc, run_dir, ds, resume=ck, progress=progress, tensorboard=tensorboard)
+    if trainer.nimg >= trainer.total_nimg:
+        raise UserError(
+            f"{run_dir} already trained for {trainer.nimg} images; pass a longer "
+            "--kimg or --epochs to continue"
+        )
+    return trainer.train()

@@ -1,0 +1,432 @@
+"""The one generic training loop.
+
+It knows nothing of any particular GAN: the networks come from the model registry, the maths
+from an objective object, and the loop only alternates D and G updates, keeps the EMA of G,
+logs, draws the fixed-noise grids and writes checkpoints. Progress is counted in real images
+shown to D (`nimg`), so runs with different batch sizes compare.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import viz
+from ..checkpoint import (
+    Checkpoint,
+    checkpoint_path,
+    list_checkpoints,
+    pack_optimizer,
+    pack_rng,
+    save_checkpoint,
+    unpack_optimizer,
+    unpack_rng,
+)
+from ..config import RunConfig, to_dict
+from ..data.base import ImageDataset
+from ..errors import UserError
+from ..latent import class_grid, seed_latents
+from ..models import create_model
+from ..objectives import create_objective
+from .ema import ema_beta, make_ema, update_ema
+from .logging import MetricsLogger
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a checkpoint was written in response to Ctrl-C / SIGTERM."""
+
+    def __init__(self, checkpoint: Path | None) -> None:
+        super().__init__(f"interrupted; state saved to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+class TrainingDiverged(UserError):
+    """Losses became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present, else the CPU; anything else is checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name} asked for but CUDA is not available; use --device cpu")
+    return dev
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    nimg: int  # images seen in total (including before a resume)
+    steps: int  # G updates in total
+    seconds: float  # wall time of this call
+    checkpoint: Path | None
+    start_nimg: int = 0  # images seen when this call started
+    stopped_early: bool = False  # the max_seconds budget ended the run
+
+    @property
+    def img_per_s(self) -> float:
+        return (self.nimg - self.start_nimg) / max(self.seconds, 1e-9)
+
+
+class Trainer:
+    """Trains one model on one in-memory dataset into a run folder.
+
+    Args:
+        run_config: the resolved configuration (model name + config, training config).
+        run_dir: the run folder (exists; config.json already written by the caller).
+        dataset: the training images.
+        resume: a checkpoint to continue from exactly.
+        progress: show a progress bar.
+        tensorboard: also log to TensorBoard when it is installed.
+    """
+
+    def __init__(
+        self,
+        run_config: RunConfig,
+        run_dir: str | Path,
+        dataset: ImageDataset,
+        *,
+        resume: Checkpoint | None = None,
+        progress: bool = True,
+        tensorboard: bool = True,
+    ) -> None:
+        self.run_config = run_config
+        self.cfg = cfg = run_config.train
+        self.run_dir = Path(run_dir)
+        self.dataset = dataset
+        self.progress = progress
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
+
+        self.model = create_model(run_config.model, **run_config.model_config)
+        self.G = self.model.G.to(self.device).train()
+        self.D = self.model.D.to(self.device).train()
+        self.G_ema = make_ema(self.G) if cfg.ema else None
+        self.objective = create_objective(cfg.objective or self.model.spec.objective)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        self.nz = int(self.model.config.nz)
+        self.num_classes = int(getattr(self.model.config, "num_classes", 0) or 0)
+        self.conditional = self.model.spec.conditional
+
+        n = len(dataset)
+        if cfg.batch_size > n:
+            raise UserError(
+                f"batch size {cfg.batch_size} is larger than the dataset ({n} "
+                f"images); pass --batch-size {min(n, 64)} or less"
+            )
+        if self.conditional and dataset.labels is None:
+            raise UserError(
+                f"{run_config.model} is class-conditional but {dataset.name} has no "
+                "labels; use labelled data (e.g. folder:PATH with --folder-labels)"
+            )
+        self.steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped
+        self.images_per_epoch = self.steps_per_epoch * cfg.batch_size
+        if cfg.kimg is not None:
+            self.total_nimg = int(round(cfg.kimg * 1000))
+        else:
+            self.total_nimg = int(round((cfg.epochs or 25) * self.images_per_epoch))
+        self.batch_index = 0  # real batches consumed so far
+        self.step = 0  # G updates so far
+        self._perm: torch.Tensor | None = None
+        self._perm_epoch = -1
+        self.logger = MetricsLogger(self.run_dir, tensorboard=tensorboard)
+        if resume is not None:
+            self._restore(resume)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def nimg(self) -> int:
+        return self.batch_index * self.cfg.batch_size
+
+    def state_tensors_and_meta(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors: dict[str, torch.Tensor] = {}
+        for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            if net is not None:
+                tensors.update({f"{name}.{k}": v for k, v in net.state_dict().items()})
+        t_g, m_g = pack_optimizer("optim.G", self.opt_G)
+        t_d, m_d = pack_optimizer("optim.D", self.opt_D)
+        tensors.update(t_g)
+        tensors.update(t_d)
+        tensors.update(pack_rng())
+        ds = self.dataset
+        meta = {
+            "model": self.run_config.model,
+            "run_config": self.run_config.to_json(),
+            "step": self.step,
+            "nimg": self.nimg,
+            "batch_index": self.batch_index,
+            "objective": self.objective.name,
+            "objective_state": self.objective.state_dict(),
+            "optim": {"G": m_g, "D": m_d},
+            "data": {
+                "name": ds.name,
+                "num_classes": ds.num_classes,
+                "class_names": ds.class_names,
+                "channels": ds.channels,
+                "resolution": ds.resolution,
+                "images": len(ds),
+            },
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        return tensors, meta
+
+    def save(self) -> Path:
+        """Write a checkpoint for the current step and prune old ones."""
+        tensors, meta = self.state_tensors_and_meta()
+        path = save_checkpoint(checkpoint_path(self.run_dir, self.nimg), tensors, meta)
+        for old in list_checkpoints(self.run_dir)[: -self.cfg.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def _restore(self, ck: Checkpoint) -> None:
+        for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            if net is None:
+                continue
+            if not ck.has(name):
+                raise UserError(f"{ck.path} has no {name} weights; cannot resume from it")
+            try:
+                net.load_state_dict(ck.part(name))
+            except RuntimeError as exc:
+                raise UserError(
+                    f"{ck.path} does not fit {self.run_config.model}'s networks: "
+                    f"{str(exc).splitlines()[0]}"
+                ) from None
+        unpack_optimizer("optim.G", self.opt_G, ck.tensors, ck.meta["optim"]["G"])
+        unpack_optimizer("optim.D", self.opt_D, ck.tensors, ck.meta["optim"]["D"])
+        self.objective.load_state_dict(ck.meta.get("objective_state", {}))
+        self.step = int(ck.meta["step"])
+        self.batch_index = int(ck.meta["batch_index"])
+        unpack_rng(ck.tensors)
+
+    # ------------------------------------------------------------------ one step
+    def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next real batch: a fresh permutation per epoch, derived from (seed, epoch).
+
+        Deriving the order from the epoch number (instead of carrying an RNG) is what makes a
+        resumed run draw exactly the batches the uninterrupted run would have drawn.
+        """
+        epoch, pos = divmod(self.batch_index, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(len(self.dataset), generator=g)
+            self._perm_epoch = epoch
+        assert self._perm is not None
+        b = self.cfg.batch_size
+        self.batch_index += 1
+        return self.dataset.batch(self._perm[pos * b : (pos + 1) * b], self.device)
+
+    def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = torch.randn(n, self.nz, device=self.device)
+        y = torch.randint(self.num_classes, (n,), device=self.device) if self.conditional else None
+        return z, y
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """n_critic D updates then one G update; returns detached scalars (no host sync)."""
+        G, D, obj = self.G, self.D, self.objective
+        n_critic = obj.n_critic
+        reuse = n_critic == 1  # as in the DCGAN tutorial: G's forward serves both updates
+        D.requires_grad_(True)
+        logs: dict[str, torch.Tensor] = {}
+        fake = y_fake = None
+        for _ in range(n_critic):
+            real, y_real = self._real_batch()
+            z, y_fake = self._noise(real.shape[0])
+            if reuse:
+                fake = G(z, y_fake)
+            else:
+                with torch.no_grad():
+                    fake = G(z, y_fake)
+            loss_d, logs_d = obj.d_loss(D, real, fake.detach(), y_real, y_fake)
+            self.opt_D.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_D.step()
+            logs.update(logs_d)
+        D.requires_grad_(False)  # G's update needs gradients through D, not of D's weights
+        if not reuse:
+            z, y_fake = self._noise(self.cfg.batch_size)
+            fake = G(z, y_fake)
+        loss_g, logs_g = obj.g_loss(D, fake, y_fake)
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        D.requires_grad_(True)
+        logs.update(logs_g)
+        if self.G_ema is not None:
+            beta = ema_beta(self.cfg.batch_size, self.nimg, self.cfg.ema_kimg, self.cfg.ema_rampup)
+            update_ema(self.G_ema, G, beta)
+        self.step += 1
+        return logs
+
+    # ------------------------------------------------------------------ pictures
+    def grid_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """Fixed latents for the progress grid: seeds 0..n-1 (one row per class if conditional)."""
+        if self.conditional:
+            cols = min(self.cfg.grid_size, 10)
+            seeds, labels = class_grid(self.num_classes, cols)
+            return seed_latents(seeds, self.nz), labels, cols
+        n = self.cfg.grid_size
+        return seed_latents(range(n), self.nz), None, max(1, math.ceil(math.sqrt(n)))
+
+    @torch.no_grad()
+    def sample_grid(self, path: Path) -> Path:
+        net = self.G_ema if self.G_ema is not None else self.G
+        was_training = net.training
+        net.eval()
+        z, y, nrow = self.grid_inputs()
+        z = z.to(self.device)
+        y = None if y is None else y.to(self.device)
+        imgs = torch.cat(
+            [
+                net(z[i : i + 256], None if y is None else y[i : i + 256])
+                for i in range(0, z.shape[0], 256)
+            ]
+        )
+        net.train(was_training)
+        scale = 2 if imgs.shape[-1] <= 32 else 1
+        return viz.save_grid(imgs, path, nrow=nrow, scale=scale)
+
+    def _write_reals(self) -> None:
+        n = min(len(self.dataset), 64)
+        x, _ = self.dataset.batch(torch.arange(n))
+        viz.save_grid(
+            x, self.run_dir / "samples" / "reals.png", scale=2 if x.shape[-1] <= 32 else 1
+        )
+
+    def _frames(self) -> list[Path]:
+        return sorted((self.run_dir / "samples").glob("fakes*.png"))
+
+    def refresh_figures(self) -> None:
+        """Loss curves and the progress animation from what is on disk."""
+        title = f"{self.run_config.model} on {self.dataset.name}"
+        viz.plot_losses(self.logger.path, self.run_dir / "losses.png", title=title)
+        viz.save_gif(self._frames(), self.run_dir / "progress.gif")
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> TrainResult:
+        """Run until `total_nimg` real images have been shown to D."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        samples = self.run_dir / "samples"
+        samples.mkdir(parents=True, exist_ok=True)
+        start_nimg = self.nimg
+        if start_nimg == 0:
+            self._write_reals()
+            self.sample_grid(samples / f"fakes{0:09d}.png")
+        else:  # resuming: forget what was logged or drawn after the checkpoint
+            self.logger.truncate_after(start_nimg)
+            for f in self._frames():
+                if int(f.stem[5:]) > start_nimg:
+                    f.unlink()
+        sample_every = max(1, int(cfg.sample_every_kimg * 1000))
+        ckpt_every = max(1, int(cfg.ckpt_every_kimg * 1000))
+        bar = tqdm(
+            total=self.total_nimg,
+            initial=start_nimg,
+            unit="img",
+            unit_scale=True,
+            disable=not self.progress,
+            dynamic_ncols=True,
+            desc=f"{self.run_config.model}",
+        )
+        acc: dict[str, torch.Tensor] = {}
+        acc_n = 0
+        t0 = t_last = time.perf_counter()
+        n_last = start_nimg
+        last_ckpt: Path | None = None
+        saved_at = -1
+        out_of_time = False
+        try:
+            while self.nimg < self.total_nimg and not out_of_time:
+                before = self.nimg
+                logs = self.train_step()
+                for k, v in logs.items():
+                    acc[k] = acc[k] + v if k in acc else v.clone()
+                acc_n += 1
+                out_of_time = (
+                    cfg.max_seconds is not None and time.perf_counter() - t0 >= cfg.max_seconds
+                )
+                done = self.nimg >= self.total_nimg or out_of_time
+                if self.step % cfg.log_every == 0 or done:
+                    now = time.perf_counter()
+                    rec = self._flush(acc, acc_n, now - t_last, self.nimg - n_last)
+                    acc, acc_n, t_last, n_last = {}, 0, now, self.nimg
+                    bar.set_postfix_str(
+                        f"D {rec.get('loss_d', 0):.3f} G {rec.get('loss_g', 0):.3f} "
+                        f"D(x) {rec.get('d_real', 0):.2f} D(G(z)) {rec.get('d_fake', 0):.2f} "
+                        f"{rec['img_per_s']:.0f} img/s",
+                        refresh=False,
+                    )
+                bar.update(self.nimg - before)
+                if self.nimg // sample_every > before // sample_every or done:
+                    self.sample_grid(samples / f"fakes{self.nimg:09d}.png")
+                    self.refresh_figures()
+                if self.nimg // ckpt_every > before // ckpt_every or done:
+                    last_ckpt = self.save()
+                    saved_at = self.nimg
+        except KeyboardInterrupt:
+            bar.close()
+            ck = self.save() if self.nimg != saved_at else last_ckpt
+            self.refresh_figures()
+            self.logger.close()
+            raise TrainingInterrupted(ck) from None
+        bar.close()
+        if saved_at != self.nimg:
+            last_ckpt = self.save()
+        self.refresh_figures()
+        self.logger.close()
+        return TrainResult(
+            self.run_dir,
+            self.nimg,
+            self.step,
+            time.perf_counter() - t0,
+            last_ckpt,
+            start_nimg,
+            out_of_time,
+        )
+
+    def _flush(
+        self, acc: dict[str, torch.Tensor], n: int, seconds: float, images: int
+    ) -> dict[str, Any]:
+        """Turn accumulated tensors into one metrics record (the only host sync)."""
+        keys = sorted(acc)
+        values = torch.stack([acc[k].float() for k in keys]).div(max(n, 1)).tolist() if keys else []
+        rec: dict[str, Any] = {
+            "step": self.step,
+            "nimg": self.nimg,
+            "kimg": round(self.nimg / 1000, 3),
+            "epoch": round(self.nimg / self.images_per_epoch, 3),
+        }
+        rec.update(zip(keys, values, strict=True))
+        rec["img_per_s"] = images / seconds if seconds > 0 else 0.0
+        rec["sec_per_step"] = seconds / max(n, 1)
+        self.logger.log(rec)
+        bad = [k for k in keys if not math.isfinite(rec[k])]
+        if bad:
+            last = list_checkpoints(self.run_dir)
+            hint = f"the last checkpoint is {last[-1]}" if last else "no checkpoint was written"
+            raise TrainingDiverged(
+                f"training diverged at step {self.step} ({', '.join(bad)} not finite); {hint}; "
+                "try a lower --lr or another --objective"
+            )
+        return rec
+
+
+def config_summary(run_config: RunConfig) -> dict[str, Any]:
+    return {"model": run_config.model, **run_config.model_config, **to_dict(run_config.train)}
+
+
+def count_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

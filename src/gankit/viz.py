@@ -1,0 +1,148 @@
+"""Pictures of a run: sample grids, the training animation and loss curves."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+from .checkpoint import atomic_write_bytes
+
+
+def grid_image(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
+    """A PIL image of a grid of images in [-1, 1] ([N, C, H, W]), `nrow` images per row."""
+    images = images.detach().float().cpu()
+    nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
+    grid = make_grid(
+        images, nrow=nrow, padding=padding, normalize=True, value_range=(-1, 1), pad_value=1.0
+    )
+    arr = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    if images.shape[1] == 1:
+        return Image.fromarray(arr[..., 0], mode="L")
+    return Image.fromarray(arr, mode="RGB")
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_grid(
+    images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None, scale: int = 1
+) -> Path:
+    """Save a grid PNG atomically; `scale` enlarges small images (nearest neighbour)."""
+    img = grid_image(images, nrow=nrow)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    atomic_write_bytes(path, _png_bytes(img))
+    return Path(path)
+
+
+def save_gif(
+    frames: Sequence[str | os.PathLike],
+    path: str | os.PathLike,
+    duration_ms: int = 250,
+    max_frames: int = 100,
+    label: bool = True,
+) -> Path | None:
+    """An animated GIF of PNG frames (e.g. the fixed-noise grids over training).
+
+    Long runs are thinned to at most `max_frames` evenly spaced frames, keeping the last one.
+    Each frame's file stem (e.g. the image count) is written in a corner when `label` is set.
+    """
+    frames = list(frames)
+    if not frames:
+        return None
+    if len(frames) > max_frames:
+        idx = sorted({round(i * (len(frames) - 1) / (max_frames - 1)) for i in range(max_frames)})
+        frames = [frames[i] for i in idx]
+    images = []
+    for f in frames:
+        im = Image.open(f).convert("RGB")
+        if label:
+            from PIL import ImageDraw
+
+            draw = ImageDraw.Draw(im)
+            text = Path(f).stem
+            draw.rectangle((0, 0, 7 * len(text) + 4, 12), fill=(0, 0, 0))
+            draw.text((2, 0), text, fill=(255, 255, 0))
+        images.append(im.convert("P", palette=Image.ADAPTIVE))
+    import io
+
+    buf = io.BytesIO()
+    durations = [duration_ms] * (len(images) - 1) + [duration_ms * 6]  # linger on the result
+    images[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        loop=0,
+        duration=durations if len(images) > 1 else duration_ms,
+    )
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Records of a JSONL log; a torn last line (crash mid-write) is skipped."""
+    out = []
+    p = Path(path)
+    if not p.exists():
+        return out
+    for line in p.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def plot_losses(
+    metrics_path: str | os.PathLike, out: str | os.PathLike, title: str | None = None
+) -> Path | None:
+    """Loss curves and D's outputs against images seen, from a run's metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [r for r in read_jsonl(metrics_path) if "loss_d" in r]
+    if not recs:
+        return None
+    kimg = [r["kimg"] for r in recs]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for key, lab in (("loss_d", "D loss"), ("loss_g", "G loss")):
+        if key in recs[0]:
+            ax1.plot(kimg, [r.get(key, float("nan")) for r in recs], label=lab)
+    ax1.set_xlabel("thousands of real images shown (kimg)")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    for key, lab in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+        if key in recs[0]:
+            ax2.plot(kimg, [r.get(key, float("nan")) for r in recs], label=lab)
+    ax2.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax2.set_ylim(-0.02, 1.02)
+    ax2.set_xlabel("kimg")
+    ax2.set_ylabel("mean discriminator output")
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(out, buf.getvalue())
+    return Path(out)
