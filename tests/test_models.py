@@ -1,0 +1,205 @@
+"""Registry-wide model tests: every registered model is covered without being named here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gankit.checkpoint import read_checkpoint, save_checkpoint
+from gankit.config import RunConfig, TrainConfig
+from gankit.errors import UserError
+from gankit.models import MODELS, create_model, list_models
+from gankit.training.trainer import Trainer
+
+from .conftest import synthetic_dataset, tiny_overrides
+
+ALL = list_models()
+
+
+def _inputs(model, batch: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, model.config.nz, generator=g)
+    y = (
+        torch.randint(model.config.num_classes, (batch,), generator=g)
+        if model.spec.conditional
+        else None
+    )
+    return z, y
+
+
+def n_params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_registry_has_the_core_models():
+    for name in ("gan", "dcgan", "cgan", "cdcgan"):
+        assert name in ALL
+        assert MODELS.get(name).description
+
+
+def test_unknown_model_is_a_user_error():
+    with pytest.raises(UserError, match="unknown model 'nope'.*dcgan"):
+        create_model("nope")
+
+
+def test_unknown_model_option_is_a_user_error():
+    with pytest.raises(UserError, match="unknown dcgan option 'widht'"):
+        create_model("dcgan", widht=3)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shapes_and_ranges(name, channels):
+    torch.manual_seed(0)
+    m = create_model(name, **tiny_overrides(name, channels=channels))
+    m.G.eval()
+    m.D.eval()
+    z, y = _inputs(m)
+    x = m.G(z, y)
+    assert x.shape == (4, channels, 16, 16)
+    assert x.min() >= -1 and x.max() <= 1  # Tanh output, the data range
+    logits = m.D(x, y)
+    assert logits.shape == (4,)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_deterministic_construction_and_forward(name):
+    torch.manual_seed(123)
+    a = create_model(name, **tiny_overrides(name))
+    torch.manual_seed(123)
+    b = create_model(name, **tiny_overrides(name))
+    torch.testing.assert_close(a.G.state_dict(), b.G.state_dict(), rtol=0, atol=0)
+    torch.testing.assert_close(a.D.state_dict(), b.D.state_dict(), rtol=0, atol=0)
+    for m in (a, b):
+        m.G.eval()
+        m.D.eval()
+    z, y = _inputs(a)
+    torch.testing.assert_close(a.G(z, y), b.G(z, y), rtol=0, atol=0)
+    torch.manual_seed(124)
+    c = create_model(name, **tiny_overrides(name))
+    assert any(
+        not torch.equal(p, q) for p, q in zip(a.G.parameters(), c.G.parameters(), strict=True)
+    )
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_save_load_round_trip(name, tmp_path):
+    torch.manual_seed(0)
+    a = create_model(name, **tiny_overrides(name))
+    # make the BN statistics non-trivial, so that buffers are tested too
+    z, y = _inputs(a, batch=8)
+    a.G.train()(z, y)
+    tensors = {f"G.{k}": v for k, v in a.G.state_dict().items()}
+    tensors.update({f"D.{k}": v for k, v in a.D.state_dict().items()})
+    save_checkpoint(tmp_path / "c.safetensors", tensors, {"model": name})
+    ck = read_checkpoint(tmp_path / "c.safetensors")
+    torch.manual_seed(99)
+    b = create_model(name, **tiny_overrides(name))
+    b.G.load_state_dict(ck.part("G"))
+    b.D.load_state_dict(ck.part("D"))
+    a.G.eval()
+    b.G.eval()
+    a.D.eval()
+    b.D.eval()
+    x = a.G(z, y)
+    torch.testing.assert_close(b.G(z, y), x, rtol=0, atol=0)
+    torch.testing.assert_close(b.D(x, y), a.D(x, y), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_one_real_optimisation_step(name, tmp_path):
+    ds = synthetic_dataset(n=32)
+    overrides = tiny_overrides(name)
+    rc = RunConfig(
+        model=name,
+        model_config=overrides,
+        train=TrainConfig(model=name, batch_size=16, kimg=0.016, log_every=1),
+    )
+    tr = Trainer(rc, tmp_path, ds, progress=False, tensorboard=False)
+    g0 = [p.detach().clone() for p in tr.G.parameters()]
+    d0 = [p.detach().clone() for p in tr.D.parameters()]
+    e0 = [p.detach().clone() for p in tr.G_ema.parameters()]
+    logs = tr.train_step()
+    assert tr.step == 1 and tr.nimg == 16
+    for k in ("loss_d", "loss_g", "d_real", "d_fake"):
+        assert torch.isfinite(logs[k]), k
+    assert 0 <= float(logs["d_real"]) <= 1
+    changed = lambda before, net: sum(  # noqa: E731
+        not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True)
+    )
+    assert changed(g0, tr.G) == len(g0)  # every G tensor moved
+    assert changed(d0, tr.D) == len(d0)
+    assert changed(e0, tr.G_ema) > 0  # and the EMA followed
+    for p in tr.D.parameters():
+        assert p.requires_grad  # restored after the G step
+
+
+def test_dcgan_reference_parameter_counts():
+    m = create_model("dcgan", resolution=64, channels=3, nz=100, ngf=64, ndf=64)
+    assert n_params(m.G) == 3_576_704
+    assert n_params(m.D) == 2_765_568
+
+
+def test_cgan_reference_parameter_counts():
+    m = create_model("cgan", resolution=28, channels=1, nz=100, num_classes=10)
+    assert n_params(m.G) == 1_511_412
+    assert n_params(m.D) == 932_965
+
+
+def test_dcgan_layers_follow_the_design_rules():
+    m = create_model("dcgan", resolution=64, channels=3)
+    layers = list(m.G.net.main)
+    convs = [m_ for m_ in layers if isinstance(m_, torch.nn.ConvTranspose2d)]
+    assert [c.out_channels for c in convs] == [512, 256, 128, 64, 3]
+    assert all(c.bias is None for c in convs)
+    assert isinstance(layers[-1], torch.nn.Tanh)
+    assert not any(isinstance(m_, (torch.nn.Linear, torch.nn.MaxPool2d)) for m_ in layers)
+    d_layers = list(m.D.net.main)
+    assert isinstance(d_layers[1], torch.nn.LeakyReLU)  # no BN on D's input layer
+    assert d_layers[1].negative_slope == 0.2
+    d_convs = [m_ for m_ in d_layers if isinstance(m_, torch.nn.Conv2d)]
+    assert [c.out_channels for c in d_convs] == [64, 128, 256, 512, 1]
+    assert [c.stride[0] for c in d_convs] == [2, 2, 2, 2, 1]
+
+
+@pytest.mark.parametrize("res,stages", [(8, 0), (16, 1), (32, 2), (64, 3), (128, 4)])
+def test_dcgan_blocks_are_derived_from_the_resolution(res, stages):
+    m = create_model("dcgan", resolution=res, channels=1, ngf=4, ndf=4)
+    convs = [x for x in m.G.net.main if isinstance(x, torch.nn.ConvTranspose2d)]
+    assert len(convs) == stages + 2
+    assert convs[0].out_channels == 4 * 2**stages
+    out = m.G.eval()(torch.randn(2, 100))
+    assert out.shape == (2, 1, res, res)
+    assert m.D.eval()(out).shape == (2,)
+
+
+def test_dcgan_rejects_a_size_it_cannot_make():
+    with pytest.raises(UserError, match="power-of-two resolution.*--resolution 32"):
+        create_model("dcgan", resolution=28)
+
+
+def test_dcgan_init_follows_the_paper():
+    torch.manual_seed(0)
+    m = create_model("dcgan", resolution=64, channels=3)
+    w = torch.cat(
+        [c.weight.flatten() for c in m.G.modules() if isinstance(c, torch.nn.ConvTranspose2d)]
+    )
+    assert abs(w.std().item() - 0.02) < 0.001
+    assert abs(w.mean().item()) < 0.001
+    bn = [c for c in m.G.modules() if isinstance(c, torch.nn.BatchNorm2d)]
+    assert abs(torch.cat([b.weight for b in bn]).mean().item() - 1.0) < 0.01
+    assert all(torch.equal(b.bias, torch.zeros_like(b.bias)) for b in bn)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if MODELS.get(n).conditional])
+def test_conditional_models_use_the_label(name):
+    torch.manual_seed(0)
+    m = create_model(name, **tiny_overrides(name))
+    m.G.eval()
+    m.D.eval()
+    z = torch.randn(1, m.config.nz).repeat(2, 1)
+    x = m.G(z, torch.tensor([0, 1]))
+    assert not torch.allclose(x[0], x[1])
+    logits = m.D(x[:1].repeat(2, 1, 1, 1), torch.tensor([0, 1]))
+    assert not torch.allclose(logits[0], logits[1])

@@ -1,0 +1,84 @@
+"""The GAN maths, checked against the formulas on known discriminator outputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gankit.errors import UserError
+from gankit.objectives import OBJECTIVES, create_objective, list_objectives
+
+
+class ConstD(nn.Module):
+    """A 'discriminator' that returns given logits for real and fake batches."""
+
+    def __init__(self, real: torch.Tensor, fake: torch.Tensor) -> None:
+        super().__init__()
+        self.real, self.fake = real, fake
+
+    def forward(self, x, y=None):
+        return self.real if x.sum() > 0 else self.fake
+
+
+def test_registry():
+    assert {"nonsaturating", "minimax"} <= set(list_objectives())
+    with pytest.raises(UserError, match="unknown objective"):
+        create_objective("wasserstein-ish")
+
+
+@pytest.mark.parametrize("name", ["nonsaturating", "minimax"])
+def test_d_loss_is_binary_cross_entropy(name):
+    real_p = torch.tensor([0.9, 0.6, 0.99])
+    fake_p = torch.tensor([0.2, 0.5, 0.01])
+    logit = lambda p: torch.log(p / (1 - p))  # noqa: E731
+    D = ConstD(logit(real_p), logit(fake_p))
+    loss, logs = create_objective(name).d_loss(D, torch.ones(3), -torch.ones(3), None, None)
+    # D maximises E log D(x) + E log(1 - D(G(z))); the loss is the negative of that
+    expected = -(torch.log(real_p).mean() + torch.log(1 - fake_p).mean())
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(logs["d_real"], real_p.mean())
+    torch.testing.assert_close(logs["d_fake"], fake_p.mean())
+
+
+def test_generator_losses_match_their_definitions():
+    p = torch.tensor([0.1, 0.3, 0.7])
+    logits = torch.log(p / (1 - p))
+    D = ConstD(logits, logits)
+    ns, _ = create_objective("nonsaturating").g_loss(D, torch.ones(3), None)
+    mm, _ = create_objective("minimax").g_loss(D, torch.ones(3), None)
+    torch.testing.assert_close(ns, -torch.log(p).mean())
+    torch.testing.assert_close(mm, torch.log(1 - p).mean())
+
+
+def test_minimax_saturates_where_nonsaturating_does_not():
+    """When D confidently rejects fakes, log(1 - D) gives G almost no gradient."""
+    grads = {}
+    for name in ("nonsaturating", "minimax"):
+        logit = torch.tensor([-8.0], requires_grad=True)
+        D = ConstD(logit, logit)
+        loss, _ = create_objective(name).g_loss(D, torch.ones(1), None)
+        (g,) = torch.autograd.grad(loss, logit)
+        grads[name] = g.abs().item()
+    assert grads["minimax"] < 1e-3
+    assert grads["nonsaturating"] > 0.99
+
+
+def test_losses_are_stable_for_extreme_logits():
+    big = torch.tensor([80.0, -80.0])
+    D = ConstD(big, -big)
+    for name in ("nonsaturating", "minimax"):
+        obj = create_objective(name)
+        ld, _ = obj.d_loss(D, torch.ones(2), -torch.ones(2), None, None)
+        lg, _ = obj.g_loss(D, -torch.ones(2), None)
+        assert math.isfinite(ld.item()) and math.isfinite(lg.item())
+
+
+@pytest.mark.parametrize("name", OBJECTIVES.names())
+def test_state_round_trip(name):
+    obj = create_objective(name)
+    state = obj.state_dict()
+    create_objective(name).load_state_dict(state)
+    assert obj.n_critic >= 1

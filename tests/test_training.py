@@ -1,0 +1,172 @@
+"""The trainer: exact resume, EMA, progress artefacts, sampling from what it saved."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gankit.checkpoint import list_checkpoints, load_checkpoint
+from gankit.config import RunConfig, TrainConfig, apply_overrides
+from gankit.latent import seed_latents
+from gankit.sampling import generate, load, parse_seeds
+from gankit.training.ema import ema_beta, make_ema, update_ema
+from gankit.training.trainer import Trainer
+
+from .conftest import synthetic_dataset, tiny_overrides
+
+
+def _rc(name: str, **train) -> RunConfig:
+    base = TrainConfig(
+        model=name,
+        batch_size=16,
+        log_every=1,
+        sample_every_kimg=0.032,
+        ckpt_every_kimg=10.0,
+        ema_kimg=0.05,
+    )
+    return RunConfig(
+        model=name, model_config=tiny_overrides(name), train=apply_overrides(base, train)
+    )
+
+
+def _final_tensors(run_dir):
+    return load_checkpoint(run_dir).tensors
+
+
+@pytest.mark.parametrize("name", ["dcgan", "cgan", "gan"])
+def test_resume_is_exact(name, tmp_path):
+    """N steps + resume + N steps gives the same weights as 2N steps straight."""
+    ds = synthetic_dataset(n=48)  # 3 batches per epoch: the resume crosses epochs
+    straight = tmp_path / "straight"
+    Trainer(_rc(name, kimg=0.128), straight, ds, progress=False, tensorboard=False).train()
+
+    split = tmp_path / "split"
+    first = Trainer(_rc(name, kimg=0.064), split, ds, progress=False, tensorboard=False)
+    first.train()
+    assert first.step == 4
+    ck = load_checkpoint(split)
+    torch.manual_seed(999)  # the resumed run must not depend on the caller's RNG
+    resumed = Trainer(
+        _rc(name, kimg=0.128), split, ds, resume=ck, progress=False, tensorboard=False
+    )
+    assert resumed.nimg == 64
+    resumed.train()
+    a, b = _final_tensors(straight), _final_tensors(split)
+    assert set(a) == set(b)
+    for key in a:
+        if key.startswith("rng."):
+            continue
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
+    # the metrics log holds each step once, as if the run had not stopped
+    recs = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == list(range(1, 9))
+
+
+def test_run_folder_artefacts(tmp_path):
+    ds = synthetic_dataset(n=64)
+    res = Trainer(_rc("dcgan", kimg=0.128), tmp_path, ds, progress=False, tensorboard=False).train()
+    assert res.nimg == 128 and res.steps == 8
+    for f in (
+        "metrics.jsonl",
+        "losses.png",
+        "progress.gif",
+        "samples/reals.png",
+        "samples/fakes000000000.png",
+        "samples/fakes000000128.png",
+    ):
+        assert (tmp_path / f).is_file(), f
+    assert len(list_checkpoints(tmp_path)) == 1
+    rec = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    for k in ("loss_d", "loss_g", "d_real", "d_fake", "img_per_s", "kimg"):
+        assert k in rec
+    ck = load_checkpoint(tmp_path)
+    assert ck.meta["nimg"] == 128 and ck.meta["step"] == 8
+    assert ck.has("G") and ck.has("D") and ck.has("G_ema") and ck.has("optim.G")
+    assert ck.meta["objective"] == "nonsaturating"
+
+
+def test_old_checkpoints_are_pruned(tmp_path):
+    ds = synthetic_dataset(n=64)
+    Trainer(
+        _rc("dcgan", kimg=0.128, ckpt_every_kimg=0.032, keep_checkpoints=2),
+        tmp_path,
+        ds,
+        progress=False,
+        tensorboard=False,
+    ).train()
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "ckpt-000000096.safetensors",
+        "ckpt-000000128.safetensors",
+    ]
+
+
+def test_max_seconds_stops_with_a_checkpoint(tmp_path):
+    ds = synthetic_dataset(n=64)
+    res = Trainer(
+        _rc("dcgan", kimg=1000.0, max_seconds=0.5), tmp_path, ds, progress=False, tensorboard=False
+    ).train()
+    assert res.stopped_early and 0 < res.nimg < 1_000_000
+    assert load_checkpoint(tmp_path).nimg == res.nimg
+
+
+def test_ema_half_life():
+    # after `half_life` images the old weights count for one half
+    beta = ema_beta(batch_size=100, nimg=10**9, half_life_kimg=1.0, rampup=None)
+    assert beta**10 == pytest.approx(0.5)
+    # early in training the rampup shortens the half-life
+    assert ema_beta(100, 1000, 10.0, 0.05) < ema_beta(100, 10**9, 10.0, 0.05)
+
+
+def test_update_ema_is_a_lerp_and_copies_buffers():
+    torch.manual_seed(0)
+    G = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    E = make_ema(G)
+    before = [p.clone() for p in E.parameters()]
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(1.0)
+    G.train()(torch.randn(8, 2))  # moves BN running stats
+    update_ema(E, G, beta=0.75)
+    for pe, p0, p in zip(E.parameters(), before, G.parameters(), strict=True):
+        torch.testing.assert_close(pe, 0.75 * p0 + 0.25 * p)
+    torch.testing.assert_close(E[1].running_mean, G[1].running_mean)
+    assert not any(p.requires_grad for p in E.parameters())
+
+
+def test_samples_are_reproducible_per_seed(tmp_path):
+    ds = synthetic_dataset(n=32)
+    Trainer(_rc("cdcgan", kimg=0.032), tmp_path, ds, progress=False, tensorboard=False).train()
+    run = load(tmp_path)
+    assert run.used_ema and run.num_classes == 3
+    a = generate(run, [3], [2])
+    b = generate(run, [1, 2, 3, 4], [0, 1, 2, 0])
+    torch.testing.assert_close(a[0], b[2], rtol=0, atol=1e-6)
+    assert not torch.allclose(b[0], b[1])
+    raw = load(tmp_path, ema=False)
+    assert not raw.used_ema
+    assert not torch.allclose(generate(raw, [3], [2]), a)
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3,7,9-10") == [0, 1, 2, 3, 7, 9, 10]
+    assert parse_seeds([5, 6]) == [5, 6]
+
+
+def test_seed_latents_are_independent_of_their_neighbours():
+    a = seed_latents([5], 16)
+    b = seed_latents([1, 5, 9], 16)
+    torch.testing.assert_close(a[0], b[1], rtol=0, atol=0)
+    assert not torch.equal(b[0], b[1])
+
+
+def test_truncation_resamples_within_the_threshold():
+    z = seed_latents(range(200), 64, truncation=0.5)
+    assert z.abs().max() <= 0.5
+    # resampled, not rescaled: the values fill the interval rather than shrink the normal
+    assert z.abs().max() > 0.45
+    assert z.std() > 0.25
+    free = seed_latents(range(200), 64)
+    inside = free.abs() <= 0.5
+    torch.testing.assert_close(z[inside], free[inside])  # untouched components stay
