@@ -170,3 +170,35 @@ def test_truncation_resamples_within_the_threshold():
     free = seed_latents(range(200), 64)
     inside = free.abs() <= 0.5
     torch.testing.assert_close(z[inside], free[inside])  # untouched components stay
+
+
+def _three_steps(tmp_path, **train):
+    ds = synthetic_dataset(n=48)
+    tr = Trainer(_rc("dcgan", kimg=1.0, **train), tmp_path, ds, progress=False, tensorboard=False)
+    logs = [tr.train_step() for _ in range(3)]
+    return tr, logs
+
+
+@pytest.mark.parametrize(
+    "train,rtol,atol",
+    [
+        ({"channels_last": True}, 1e-4, 1e-5),  # same maths, another memory layout
+        ({"precision": "bf16"}, 0.05, 0.02),  # bf16 forward, fp32 master weights
+        ({"precision": "bf16", "channels_last": True}, 0.05, 0.02),
+    ],
+)
+def test_speed_options_match_the_fp32_path(tmp_path, train, rtol, atol):
+    ref, ref_logs = _three_steps(tmp_path / "ref")
+    fast, fast_logs = _three_steps(tmp_path / "fast", **train)
+    for a, b in zip(ref_logs, fast_logs, strict=True):
+        for k in ("loss_d", "loss_g", "d_real", "d_fake"):
+            torch.testing.assert_close(b[k].float(), a[k].float(), rtol=rtol, atol=atol)
+    z = torch.randn(8, 8)
+    ref.G.eval()
+    fast.G.eval()
+    torch.testing.assert_close(fast.G(z), ref.G(z), rtol=rtol, atol=atol)
+    if "precision" in train:
+        assert fast.amp_dtype == torch.bfloat16
+    if train.get("channels_last"):
+        w = next(m.weight for m in fast.D.modules() if isinstance(m, torch.nn.Conv2d))
+        assert w.is_contiguous(memory_format=torch.channels_last)

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -62,6 +63,16 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--ckpt-every-kimg", type=float, help="checkpoint interval")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        help="fp32 (default), bf16 autocast, or auto (bf16 where it is fast)",
+    )
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="NHWC memory layout for convolutions (faster on CPUs and GPUs)",
+    )
+    p.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
@@ -102,6 +113,7 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
         "sample_every_kimg": args.sample_every_kimg,
         "ckpt_every_kimg": args.ckpt_every_kimg,
         "device": args.device,
+        "precision": args.precision,
     }
     if args.lr is not None:
         flags["lr_g"] = flags["lr_g"] if flags["lr_g"] is not None else args.lr
@@ -113,6 +125,8 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
         to["download"] = False
     if args.no_ema:
         to["ema"] = False
+    if args.channels_last:
+        to["channels_last"] = True
     model_fields: set[str] = set()
     if args.model:
         model_fields = set(MODELS.get(args.model).config_cls.__dataclass_fields__)
@@ -122,7 +136,9 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
             mo[k] = value
         elif k in train_fields and k not in ("model", "data"):
             to[k] = value
-        elif args.model or k not in train_fields:
+        elif not args.model and k not in train_fields:
+            mo[k] = value  # resuming: checked against the run's own model config
+        else:
             valid = sorted(model_fields | train_fields - {"model", "data"})
             raise UserError(f"unknown option {key!r} for --set; valid: {', '.join(valid)}")
     return mo, to
@@ -161,6 +177,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"  samples: {result.run_dir / 'samples'}  curves: {result.run_dir / 'losses.png'}  "
         f"animation: {result.run_dir / 'progress.gif'}"
     )
+    notes = json.loads((result.run_dir / "config.json").read_text()).get("data", {}).get("notes")
+    if notes:  # skipped files, conversions: what the loader did to the user's data
+        print(f"  data: {'; '.join(notes)}")
     return 0
 
 
@@ -257,10 +276,16 @@ COMMANDS = {
 }
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one readable line, not a source excerpt."""
+    print(f"gankit: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gankit` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _one_line_warning
     from .training.trainer import TrainingDiverged, TrainingInterrupted
 
     started = time.time()

@@ -49,6 +49,8 @@ class TrainConfig:
     keep_checkpoints: int = 2  # older checkpoints are deleted
     grid_size: int = 64  # fixed-noise samples in each progress grid
     device: str = "auto"  # auto, cpu, cuda, cuda:N
+    precision: str = "fp32"  # fp32, bf16 (autocast, fp32 master weights) or auto
+    channels_last: bool = False  # NHWC memory layout for convolutions (faster on oneDNN)
 
     def validate(self) -> None:
         """Raise a UserError for values that make no sense."""
@@ -78,6 +80,8 @@ class TrainConfig:
                 raise UserError(f"{key} must be > 0 (got {value})")
         if self.max_images is not None and self.max_images <= 0:
             raise UserError(f"max_images must be > 0 (got {self.max_images})")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise UserError(f"precision must be fp32, bf16 or auto (got {self.precision!r})")
         if self.ema_rampup is not None and not self.ema_rampup > 0:
             raise UserError(f"ema_rampup must be > 0 or None (got {self.ema_rampup})")
 
@@ -94,6 +98,8 @@ RESUMABLE_KEYS = frozenset(
         "ckpt_every_kimg",
         "keep_checkpoints",
         "device",
+        "precision",
+        "channels_last",
         "data_root",
         "download",
     }

@@ -20,6 +20,8 @@ DEMO_RUNS = {
         "sample_every_kimg": 4,
         "ckpt_every_kimg": 100,
         "ema_kimg": 2.0,
+        "precision": "auto",
+        "channels_last": True,
     },
     "cgan": {
         "batch_size": 64,

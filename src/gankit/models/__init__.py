@@ -9,7 +9,7 @@ in `gankit.objectives`; training in `gankit.training`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from torch import nn
@@ -71,7 +71,20 @@ class Model:
 def make_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
     """The config dataclass of model `name` with strict overrides applied."""
     spec = MODELS.get(name)
-    return apply_overrides(spec.config_cls(), overrides or {}, what=f"{name} option")
+    cfg = apply_overrides(spec.config_cls(), overrides or {}, what=f"{name} option")
+    for f in fields(cfg):  # sizes <= 0 would fail deep inside torch, or train nothing
+        value = getattr(cfg, f.name)
+        low = 0 if f.name == "num_classes" and not spec.conditional else 1
+        if isinstance(value, int) and not isinstance(value, bool) and value < low:
+            raise UserError(f"{f.name} must be >= {low} for {name} (got {value})")
+        if f.name == "num_classes" and not spec.conditional and value != 0:
+            raise UserError(
+                f"{name} is unconditional: num_classes must stay 0 (got {value}); "
+                "use a conditional model such as cdcgan or cgan"
+            )
+        if f.name == "dropout" and not 0.0 <= value < 1.0:
+            raise UserError(f"dropout must be in [0, 1) (got {value})")
+    return cfg
 
 
 def create_model(name: str, **overrides: Any) -> Model:
@@ -102,7 +115,11 @@ def check_resolution_pow2(name: str, resolution: int, minimum: int = 8) -> int:
 
 
 # Register the built-in families (import for their side effect).
-from . import cgan, dcgan, gan  # noqa: E402,F401
+# isort: off
+from . import gan  # noqa: E402,F401  (registration order is the listing order)
+from . import dcgan  # noqa: E402,F401
+from . import cgan  # noqa: E402,F401
+# isort: on
 
 __all__ = [
     "MODELS",

@@ -23,7 +23,7 @@ from ..data.base import ImageDataset
 from ..errors import UserError
 from ..models import MODELS, create_model, make_config
 from ..objectives import OBJECTIVES
-from .trainer import Trainer, TrainResult
+from .trainer import Trainer, TrainResult, check_batch_size, resolve_device, total_images
 
 # The size each named dataset is trained at unless --resolution says otherwise (the digits are
 # 8x8 and are upsampled, as the demo asks); power-of-two models round up (MNIST 28 -> 32).
@@ -171,7 +171,14 @@ def prepare_training(
             )
     cfg = make_config(model, mo)
     create_model(model, **to_dict(cfg))  # invalid shapes fail before a folder is made
+    _check_runnable(tcfg, ds)
     return RunConfig(model=model, model_config=to_dict(cfg), train=tcfg), ds
+
+
+def _check_runnable(cfg: TrainConfig, ds: ImageDataset) -> None:
+    """What the trainer would refuse, refused before a run folder is made or changed."""
+    resolve_device(cfg.device)
+    check_batch_size(cfg.batch_size, len(ds))
 
 
 def train(
@@ -218,7 +225,21 @@ def train(
     prepare_run_dir(path, overwrite)
     _write_config(path, rc, ds)
     trainer = Trainer(rc, path, ds, progress=progress, tensorboard=tensorboard)
+    if progress:
+        _announce(trainer, "training")
     return trainer.train()
+
+
+def _announce(trainer: Trainer, verb: str) -> None:
+    """One line on what is about to happen, and what the loader did to the data."""
+    ds, mc = trainer.dataset, trainer.run_config.model_config
+    print(
+        f"gankit: {verb} {trainer.run_config.model} on {ds.name} ({len(ds)} images, "
+        f"{mc['channels']}x{mc['resolution']}x{mc['resolution']}) for "
+        f"{trainer.total_nimg / 1000:g} kimg -> {trainer.run_dir}"
+    )
+    for note in ds.notes:
+        print(f"gankit: data: {note}")
 
 
 def _resume(
@@ -259,6 +280,15 @@ def _resume(
         return rc
     mc = rc.model_config
     ds = _load_data(new_train, int(mc["resolution"]), int(mc["channels"]))
+    _check_runnable(new_train, ds)
+    if ck.nimg >= total_images(new_train, len(ds)):  # checked before config.json is rewritten
+        raise UserError(
+            f"{run_dir} already trained for {ck.nimg} images; pass a longer "
+            "--kimg or --epochs to continue"
+        )
+    # Built (and restored) before config.json is rewritten, so a checkpoint that does not fit
+    # leaves the run as it was.
+    trainer = Trainer(rc, run_dir, ds, resume=ck, progress=progress, tensorboard=tensorboard)
     prev = {}
     cfg_path = run_dir / "config.json"
     if cfg_path.is_file():
@@ -272,10 +302,6 @@ def _resume(
         ds,
         {"resumed_from": str(ck.path), "history": prev.get("history", []) + [ck.nimg]},
     )
-    trainer = Trainer(rc, run_dir, ds, resume=ck, progress=progress, tensorboard=tensorboard)
-    if trainer.nimg >= trainer.total_nimg:
-        raise UserError(
-            f"{run_dir} already trained for {trainer.nimg} images; pass a longer "
-            "--kimg or --epochs to continue"
-        )
+    if progress:
+        _announce(trainer, f"resuming at {ck.nimg / 1000:g} kimg:")
     return trainer.train()

@@ -28,7 +28,7 @@ from ..checkpoint import (
     unpack_optimizer,
     unpack_rng,
 )
-from ..config import RunConfig, to_dict
+from ..config import RunConfig, TrainConfig, to_dict
 from ..data.base import ImageDataset
 from ..errors import UserError
 from ..latent import class_grid, seed_latents
@@ -50,6 +50,25 @@ class TrainingDiverged(UserError):
     """Losses became NaN or infinite."""
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast is likely to be faster than fp32 on `device`."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:  # oneDNN runs bf16 natively only with AVX512-BF16 or AMX; otherwise it emulates
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and bool(
+            getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `precision` (None = plain fp32)."""
+    if name == "bf16" or (name == "auto" and fast_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present, else the CPU; anything else is checked."""
     if name == "auto":
@@ -61,6 +80,22 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name} asked for but CUDA is not available; use --device cpu")
     return dev
+
+
+def check_batch_size(batch_size: int, n: int) -> None:
+    """A UserError when one batch needs more images than the dataset has."""
+    if batch_size > n:
+        raise UserError(
+            f"batch size {batch_size} is larger than the dataset ({n} "
+            f"images); pass --batch-size {min(n, 64)} or less"
+        )
+
+
+def total_images(cfg: TrainConfig, n: int) -> int:
+    """The run length in real images: `kimg`, else `epochs` (default 25) of full batches."""
+    if cfg.kimg is not None:
+        return int(round(cfg.kimg * 1000))
+    return int(round((cfg.epochs or 25) * (n // cfg.batch_size) * cfg.batch_size))
 
 
 @dataclass
@@ -109,8 +144,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
 
         self.model = create_model(run_config.model, **run_config.model_config)
-        self.G = self.model.G.to(self.device).train()
-        self.D = self.model.D.to(self.device).train()
+        self.amp_dtype = resolve_precision(cfg.precision, self.device)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+        self.G = self.model.G.to(self.device, memory_format=self.memory_format).train()
+        self.D = self.model.D.to(self.device, memory_format=self.memory_format).train()
         self.G_ema = make_ema(self.G) if cfg.ema else None
         self.objective = create_objective(cfg.objective or self.model.spec.objective)
         betas = (cfg.beta1, cfg.beta2)
@@ -121,11 +158,7 @@ class Trainer:
         self.conditional = self.model.spec.conditional
 
         n = len(dataset)
-        if cfg.batch_size > n:
-            raise UserError(
-                f"batch size {cfg.batch_size} is larger than the dataset ({n} "
-                f"images); pass --batch-size {min(n, 64)} or less"
-            )
+        check_batch_size(cfg.batch_size, n)
         if self.conditional and dataset.labels is None:
             raise UserError(
                 f"{run_config.model} is class-conditional but {dataset.name} has no "
@@ -133,10 +166,7 @@ class Trainer:
             )
         self.steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped
         self.images_per_epoch = self.steps_per_epoch * cfg.batch_size
-        if cfg.kimg is not None:
-            self.total_nimg = int(round(cfg.kimg * 1000))
-        else:
-            self.total_nimg = int(round((cfg.epochs or 25) * self.images_per_epoch))
+        self.total_nimg = total_images(cfg, n)
         self.batch_index = 0  # real batches consumed so far
         self.step = 0  # G updates so far
         self._perm: torch.Tensor | None = None
@@ -225,7 +255,18 @@ class Trainer:
         assert self._perm is not None
         b = self.cfg.batch_size
         self.batch_index += 1
-        return self.dataset.batch(self._perm[pos * b : (pos + 1) * b], self.device)
+        x, y = self.dataset.batch(self._perm[pos * b : (pos + 1) * b], self.device)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast for the forward passes when asked; losses are reduced in fp32."""
+        return torch.autocast(
+            self.device.type,
+            dtype=self.amp_dtype or torch.bfloat16,
+            enabled=self.amp_dtype is not None,
+        )
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         z = torch.randn(n, self.nz, device=self.device)
@@ -243,21 +284,23 @@ class Trainer:
         for _ in range(n_critic):
             real, y_real = self._real_batch()
             z, y_fake = self._noise(real.shape[0])
-            if reuse:
-                fake = G(z, y_fake)
-            else:
-                with torch.no_grad():
+            with self._autocast():
+                if reuse:
                     fake = G(z, y_fake)
-            loss_d, logs_d = obj.d_loss(D, real, fake.detach(), y_real, y_fake)
+                else:
+                    with torch.no_grad():
+                        fake = G(z, y_fake)
+                loss_d, logs_d = obj.d_loss(D, real, fake.detach(), y_real, y_fake)
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
             logs.update(logs_d)
         D.requires_grad_(False)  # G's update needs gradients through D, not of D's weights
-        if not reuse:
-            z, y_fake = self._noise(self.cfg.batch_size)
-            fake = G(z, y_fake)
-        loss_g, logs_g = obj.g_loss(D, fake, y_fake)
+        with self._autocast():
+            if not reuse:
+                z, y_fake = self._noise(self.cfg.batch_size)
+                fake = G(z, y_fake)
+            loss_g, logs_g = obj.g_loss(D, fake, y_fake)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()
