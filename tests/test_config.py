@@ -97,3 +97,18 @@ def test_parse_assignments():
     assert parse_assignments(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
     with pytest.raises(UserError, match="key=value"):
         parse_assignments(["novalue"])
+
+
+def test_presets_apply_under_user_overrides():
+    from gankit.training.run import prepare_training
+
+    rc, _ = prepare_training(
+        "dcgan", "digits", train_overrides={"preset": "demo", "batch_size": 32}
+    )
+    assert rc.train.preset == "demo" and rc.train.kimg == 400.0  # from the preset
+    assert rc.train.batch_size == 32  # the user's value wins
+    assert rc.model_config["resolution"] == 32
+    rc, _ = prepare_training("dcgan", "digits", train_overrides={"preset": "demo", "epochs": 2.0})
+    assert rc.train.epochs == 2.0 and rc.train.kimg is None
+    with pytest.raises(UserError, match="unknown preset 'fast' for dcgan"):
+        prepare_training("dcgan", "digits", train_overrides={"preset": "fast"})

@@ -83,6 +83,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--run-dir", help="exact run folder instead of an auto-numbered one")
     p.add_argument("--resume", metavar="RUN", help="continue a run folder or checkpoint exactly")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --run-dir")
+    p.add_argument("--preset", help="a named preset of the model (see `gankit models`)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -113,6 +114,7 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
         "sample_every_kimg": args.sample_every_kimg,
         "ckpt_every_kimg": args.ckpt_every_kimg,
         "device": args.device,
+        "preset": args.preset,
         "precision": args.precision,
     }
     if args.lr is not None:
@@ -210,6 +212,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     width = max(len(n) for n in MODELS.names())
     for name, spec in MODELS.items():
         tag = " [conditional]" if spec.conditional else ""
+        if spec.presets:
+            tag += f" (presets: {', '.join(spec.presets)})"
         print(f"{name:<{width}}  {spec.description}{tag}")
     return 0
 
@@ -260,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train DCGAN and CGAN on the embedded digits (no download)")
     d.add_argument("--outdir", default="runs/demo")
     d.add_argument(
-        "--seconds", type=float, default=180.0, help="training time budget per model (default 180)"
+        "--seconds", type=float, default=150.0, help="training time budget per model (default 150)"
     )
     d.add_argument("--no-progress", action="store_true")
     return parser

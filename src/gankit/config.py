@@ -25,6 +25,7 @@ class TrainConfig:
     """Everything about a training run that is not the networks' shape."""
 
     model: str = "dcgan"  # registry name of the model
+    preset: str | None = None  # the model's named preset these settings started from
     data: str = "digits"  # dataset spec: a registered name, folder:PATH or npz:PATH
     data_root: str | None = None  # where torchvision datasets live (default $GANKIT_DATA or ./data)
     folder_labels: bool = False  # folder:PATH only: class labels from first-level sub-folders

@@ -32,6 +32,8 @@ class ModelSpec:
         conditional: whether G and D take class labels.
         train_defaults: the customary training setup (TrainConfig overrides) for this model.
         objective: the default objective's registry name.
+        presets: named settings (`--preset NAME`): model or training fields -> values, applied
+            over the defaults and under the user's own overrides.
     """
 
     name: str
@@ -41,6 +43,7 @@ class ModelSpec:
     conditional: bool = False
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     objective: str = "nonsaturating"
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 MODELS: Registry[ModelSpec] = Registry("model")

@@ -87,5 +87,15 @@ register_model(
         build=lambda cfg: (CGANGenerator(cfg), CGANDiscriminator(cfg)),
         conditional=True,
         train_defaults={"batch_size": 64},
+        presets={
+            "demo": {
+                "resolution": 32,
+                "batch_size": 64,
+                "kimg": 2000,
+                "sample_every_kimg": 20,
+                "ckpt_every_kimg": 500,
+                "ema_kimg": 5.0,
+            },
+        },
     )
 )

@@ -165,6 +165,22 @@ register_model(
         description="DCGAN (Radford et al. 2015): all-convolutional G and D with batch norm",
         config_cls=DCGANConfig,
         build=lambda cfg: (Generator(cfg), Discriminator(cfg)),
+        presets={
+            # 32x32 digits on a 2-core CPU in minutes: batch 64, a short EMA half-life because
+            # the run is short, frequent grids for a smooth animation, bf16 where it is fast.
+            "demo": {
+                "resolution": 32,
+                "batch_size": 64,
+                "kimg": 400,
+                "sample_every_kimg": 4,
+                "ckpt_every_kimg": 100,
+                "ema_kimg": 2.0,
+                "precision": "auto",
+                "channels_last": True,
+            },
+            # the PyTorch DCGAN tutorial's setup (64x64, batch 128, 5 epochs)
+            "tutorial": {"resolution": 64, "batch_size": 128, "epochs": 5},
+        },
     )
 )
 

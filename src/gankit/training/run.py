@@ -90,10 +90,34 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
     return path
 
 
+def preset_overrides(model: str, preset: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A model's named preset, split into (model fields, training fields)."""
+    if preset is None:
+        return {}, {}
+    spec = MODELS.get(model)
+    if preset not in spec.presets:
+        names = ", ".join(spec.presets) or "(none)"
+        raise UserError(f"unknown preset {preset!r} for {model}; choose one of: {names}")
+    model_fields = set(spec.config_cls.__dataclass_fields__)
+    values = dict(spec.presets[preset])
+    return (
+        {k: v for k, v in values.items() if k in model_fields},
+        {k: v for k, v in values.items() if k not in model_fields},
+    )
+
+
 def resolve_train_config(model: str, data: str, overrides: Mapping[str, Any]) -> TrainConfig:
+    """Defaults < the model's customary setup < its preset (if any) < the user's overrides."""
     spec = MODELS.get(model)
     cfg = TrainConfig(model=model, data=data)
     cfg = apply_overrides(cfg, spec.train_defaults, what="training option")
+    _, preset_train = preset_overrides(model, overrides.get("preset"))
+    cfg = apply_overrides(cfg, preset_train, what="training option")
+    # the user's run length replaces a preset's, whichever unit each one used
+    if overrides.get("epochs") is not None:
+        cfg = apply_overrides(cfg, {"kimg": None})
+    if overrides.get("kimg") is not None:
+        cfg = apply_overrides(cfg, {"epochs": None})
     cfg = apply_overrides(cfg, overrides, what="training option")
     cfg.validate()
     if cfg.objective is not None:
@@ -143,8 +167,9 @@ def prepare_training(
 ) -> tuple[RunConfig, ImageDataset]:
     """Resolve the full configuration of a fresh run and load its data (nothing is written)."""
     spec = MODELS.get(model)
-    mo = {k.replace("-", "_"): v for k, v in (model_overrides or {}).items()}
     tcfg = resolve_train_config(model, data, train_overrides or {})
+    mo, _ = preset_overrides(model, tcfg.preset)
+    mo.update({k.replace("-", "_"): v for k, v in (model_overrides or {}).items()})
     make_config(model, mo)  # unknown keys / wrong types fail before any data is read
     res = mo.get("resolution")
     if res is None:
