@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 import pytest
@@ -9,6 +11,9 @@ import torch
 
 from gankit.data.base import ImageDataset
 from gankit.models import MODELS
+
+# Classifiers and cached real-data statistics go to a throw-away folder, never ~/.cache.
+os.environ["GANKIT_CACHE"] = tempfile.mkdtemp(prefix="gankit-test-cache-")
 
 
 def tiny_overrides(

@@ -52,6 +52,9 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     precision: str = "fp32"  # fp32, bf16 (autocast, fp32 master weights) or auto
     channels_last: bool = False  # NHWC memory layout for convolutions (faster on oneDNN)
+    eval_every_kimg: float | None = None  # score G (G_ema) every N kimg and at the end
+    eval_metrics: str | None = None  # comma-separated metric names, e.g. fd2k_mnistcnn
+    keep_best: str | None = None  # keep checkpoints/best.safetensors, best by this metric
 
     def validate(self) -> None:
         """Raise a UserError for values that make no sense."""
@@ -83,6 +86,18 @@ class TrainConfig:
             raise UserError(f"max_images must be > 0 (got {self.max_images})")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise UserError(f"precision must be fp32, bf16 or auto (got {self.precision!r})")
+        if self.eval_every_kimg is not None:
+            if not (self.eval_every_kimg > 0 and math.isfinite(self.eval_every_kimg)):
+                raise UserError(f"eval_every_kimg must be > 0 (got {self.eval_every_kimg})")
+            if not self.eval_metrics:
+                raise UserError("eval_every_kimg needs eval_metrics, e.g. fd2k_mnistcnn")
+        names = [m.strip() for m in (self.eval_metrics or "").split(",") if m.strip()]
+        if names and self.eval_every_kimg is None:
+            raise UserError("eval_metrics needs eval_every_kimg (how often to evaluate)")
+        if self.keep_best is not None and self.keep_best not in names:
+            raise UserError(
+                f"keep_best={self.keep_best} must be one of the eval_metrics ({', '.join(names)})"
+            )
         if self.ema_rampup is not None and not self.ema_rampup > 0:
             raise UserError(f"ema_rampup must be > 0 or None (got {self.ema_rampup})")
 
@@ -103,6 +118,9 @@ RESUMABLE_KEYS = frozenset(
         "channels_last",
         "data_root",
         "download",
+        "eval_every_kimg",
+        "eval_metrics",
+        "keep_best",
     }
 )
 

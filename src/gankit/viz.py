@@ -13,10 +13,17 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 from .checkpoint import atomic_write_bytes
+from .errors import UserError
 
 
 def grid_image(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
     """A PIL image of a grid of images in [-1, 1] ([N, C, H, W]), `nrow` images per row."""
+    if images.dim() == 4 and images.shape[1] not in (1, 3):
+        raise UserError(
+            f"cannot draw {images.shape[1]}-channel images (only 1 or 3); a model trained on "
+            "ring8 or grid25 makes 2D points: evaluate and plot them with "
+            "gankit.metrics.mixtures.evaluate_mixture_run"
+        )
     images = images.detach().float().cpu()
     nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
     grid = make_grid(
@@ -146,3 +153,45 @@ def plot_losses(
     plt.close(fig)
     atomic_write_bytes(out, buf.getvalue())
     return Path(out)
+
+
+def save_scatter(
+    points: torch.Tensor,
+    path: str | os.PathLike,
+    reference: torch.Tensor | None = None,
+    limit: float | None = None,
+    title: str | None = None,
+    label: str = "generated",
+) -> Path:
+    """A scatter PNG of 2D points ([N, 2]) over `reference` points (e.g. the real data).
+
+    The axes are fixed to [-limit, limit] (when given), so that the frames of a run stay the
+    same size and line up in the progress GIF.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    if reference is not None:
+        ref = reference.detach().float().cpu().numpy()
+        ax.scatter(ref[:, 0], ref[:, 1], s=2, c="0.75", lw=0, label="real")
+    pts = points.detach().float().cpu().numpy()
+    ax.scatter(pts[:, 0], pts[:, 1], s=3, c="tab:blue", alpha=0.6, lw=0, label=label)
+    if limit is not None:
+        ax.set_xlim(-limit, limit)
+        ax.set_ylim(-limit, limit)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=7, markerscale=3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.08, top=0.92)
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

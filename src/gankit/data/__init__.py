@@ -13,9 +13,12 @@ from pathlib import Path
 
 from ..errors import UserError
 from . import builtin as _builtin  # noqa: F401  (registers the named datasets)
+from . import mixtures as _mixtures  # noqa: F401  (registers ring8 and grid25)
+from . import stacked as _stacked  # noqa: F401  (registers stacked-mnist, stacked-digits)
 from .base import ImageDataset, to_uint8, to_unit_range
 from .common import DATASETS, LoadRequest, default_root
 from .folder import IMAGE_EXTENSIONS, load_folder
+from .mixtures import MIXTURES, PointDataset
 from .npz import load_npz
 from .transforms import check_channels, convert_channels, resize_square
 
@@ -71,7 +74,7 @@ def load_dataset(
     download: bool = True,
     folder_labels: bool = False,
     max_images: int | None = None,
-) -> ImageDataset:
+) -> ImageDataset | PointDataset:
     """Load `spec` as uint8 images [N, channels, resolution, resolution] (and labels).
 
     Args:
@@ -85,11 +88,15 @@ def load_dataset(
         folder_labels: for folder:PATH, label images by their first-level sub-folder.
         max_images: keep only the first N images (in the dataset's fixed order).
 
+    The 2D mixtures ring8 and grid25 come back as a `PointDataset` of float points (1x1
+    images with 2 channels), untouched by the image conversions.
+
     Raises:
         UserError: for anything the user can fix (unknown spec, missing files, bad data).
     """
     _check_options(resolution, max_images)
-    check_channels(channels)
+    if spec not in MIXTURES:  # points take 2 channels; their loader checks that
+        check_channels(channels)
     request = LoadRequest(
         spec=spec,
         resolution=resolution,
@@ -115,6 +122,8 @@ def load_dataset(
         except UserError as err:
             raise _unknown_spec(spec, err) from None
         dataset = loader(request)
+    if isinstance(dataset, PointDataset):  # 2D points, not images: nothing to convert
+        return dataset
     return _finish(dataset, request)
 
 

@@ -174,8 +174,8 @@ for _kind in (
                "acc", True, _acc, needs_logits=True, conditional_only=True),
     MetricKind("pcfd", "per-class Frechet distance, mean over classes", "pcfd", False, _pcfd,
                conditional_only=True),
-    MetricKind("memo", "nearest-training-image distance, generated vs held-out real", "ratio",
-               True, _memo, real_count="all"),
+    MetricKind("memo", "nearest-training-image distance, generated vs held-out real",
+               "ratio_median", True, _memo, real_count="all"),
     MetricKind("modes", "stacked MNIST: digit triples covered (of 1,000) and KL to uniform",
                "modes", True, _modes, needs_logits=True),
 ):  # fmt: skip
@@ -279,7 +279,7 @@ class ExtractorOptions:
             data = self.data or "mnist"
             # Stacked MNIST is judged one channel at a time by the plain MNIST classifier.
             data = data.removeprefix("stacked-")
-            return find_classifier(data, self.evaluator)
+            return find_classifier(data, self.evaluator, device=self.device)
         raise UserError(f"unknown feature space {name!r}; choose inception, mnistcnn or pixel")
 
 
@@ -689,10 +689,14 @@ def evaluate_generator(
     evaluator: str | None = None,
     inception_weights: str | None = None,
     device: str = "cpu",
+    extractors: ExtractorOptions | None = None,
 ) -> list[dict[str, Any]]:
-    """Score a network in memory (used during training), against `reference`."""
+    """Score a network in memory (used during training), against `reference`.
+
+    `extractors` lets repeated calls share loaded feature networks.
+    """
     requests = parse_metrics(metrics)
-    opts = ExtractorOptions(
+    opts = extractors or ExtractorOptions(
         data=reference.data,
         evaluator=evaluator,
         inception_weights=inception_weights,
@@ -727,16 +731,27 @@ def format_value(x: float) -> str:
     return f"{x:.4f}" if abs(x) < 10 else f"{x:.2f}"
 
 
+# Bookkeeping values kept in the JSONL record but left out of the printed table.
+_HIDDEN_DETAILS = frozenset(
+    {"n", "n_generated", "n_heldout", "n_train", "n_heldout_in_train", "dim", "num_modes"}
+)
+
+
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """A plain-text table: metric, headline value, the other values, samples and extractor."""
     rows = [("metric", "value", "details", "n gen/real", "features (checksum)", "G")]
     for rec in records:
         p = rec.get("protocol", {})
-        details = ", ".join(
-            f"{k}={format_value(v)}"
+        kind = METRICS.get(p["kind"]) if p.get("kind") in METRICS else None
+        shown = [
+            (k, v)
             for k, v in rec.get("values", {}).items()
-            if not re.search(r"class\d+$", k) and v != rec["value"]
-        )
+            if isinstance(v, (int, float))
+            and (kind is None or k != kind.primary)
+            and not re.search(r"class\d+$", k)
+            and k not in _HIDDEN_DETAILS
+        ]
+        details = ", ".join(f"{k}={format_value(float(v))}" for k, v in shown[:6])
         rows.append(
             (
                 rec["metric"],

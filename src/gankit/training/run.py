@@ -12,9 +12,11 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..checkpoint import atomic_write_json, load_checkpoint
 from ..config import RESUMABLE_KEYS, RunConfig, TrainConfig, apply_overrides, to_dict
@@ -27,7 +29,15 @@ from .trainer import Trainer, TrainResult, check_batch_size, resolve_device, tot
 
 # The size each named dataset is trained at unless --resolution says otherwise (the digits are
 # 8x8 and are upsampled, as the demo asks); power-of-two models round up (MNIST 28 -> 32).
-DEFAULT_RESOLUTION = {"digits": 32, "mnist": 28, "fashion-mnist": 28, "cifar10": 32}
+# The 2D mixtures are points, seen as 1x1 images with 2 channels.
+DEFAULT_RESOLUTION = {
+    "digits": 32,
+    "mnist": 28,
+    "fashion-mnist": 28,
+    "cifar10": 32,
+    "ring8": 1,
+    "grid25": 1,
+}
 
 
 def _pow2_ceil(n: int) -> int:
@@ -249,10 +259,69 @@ def train(
     path = Path(run_dir) if run_dir is not None else new_run_dir(outdir, model, data)
     prepare_run_dir(path, overwrite)
     _write_config(path, rc, ds)
-    trainer = Trainer(rc, path, ds, progress=progress, tensorboard=tensorboard)
+    trainer = Trainer(
+        rc, path, ds, progress=progress, tensorboard=tensorboard, evaluate=_eval_hook(rc, path)
+    )
     if progress:
         _announce(trainer, "training")
     return trainer.train()
+
+
+def _eval_hook(
+    rc: RunConfig, run_dir: Path
+) -> Callable[[torch.nn.Module, int], list[dict[str, Any]]] | None:
+    """The evaluation the trainer runs every eval_every_kimg (None when not asked for).
+
+    Metric names and feature extractors are checked here, before any training, so a missing
+    domain classifier is reported at once rather than at the first evaluation.
+    """
+    cfg = rc.train
+    if cfg.eval_every_kimg is None or not cfg.eval_metrics:
+        return None
+    from ..metrics.protocol import (
+        ExtractorOptions,
+        Reference,
+        append_jsonl,
+        evaluate_generator,
+        parse_metrics,
+    )
+
+    requests = parse_metrics(cfg.eval_metrics)
+    mc = rc.model_config
+    spec = MODELS.get(rc.model)
+    num_classes = int(mc.get("num_classes", 0) or 0) if spec.conditional else 0
+    ref = Reference(
+        data=cfg.data,
+        root=cfg.data_root,
+        split="train",
+        resolution=int(mc["resolution"]),
+        channels=int(mc["channels"]),
+        folder_labels=cfg.folder_labels,
+        download=cfg.download,
+    )
+    opts = ExtractorOptions(
+        data=cfg.data, download=cfg.download, device=str(resolve_device(cfg.device))
+    )
+    for feat in dict.fromkeys(r.features for r in requests):
+        opts.get(feat)
+
+    def hook(G: torch.nn.Module, nimg: int) -> list[dict[str, Any]]:
+        records = evaluate_generator(
+            G,
+            nz=int(mc["nz"]),
+            num_classes=num_classes,
+            reference=ref,
+            metrics=cfg.eval_metrics,
+            describe="G_ema" if cfg.ema else "G",
+            device=str(next(G.parameters()).device),
+            extractors=opts,
+        )
+        for rec in records:
+            rec.update(run=str(run_dir), model=rc.model, nimg=nimg, checkpoint=None)
+        append_jsonl(run_dir / "eval.jsonl", records)
+        return records
+
+    return hook
 
 
 def _announce(trainer: Trainer, verb: str) -> None:
@@ -313,7 +382,15 @@ def _resume(
         )
     # Built (and restored) before config.json is rewritten, so a checkpoint that does not fit
     # leaves the run as it was.
-    trainer = Trainer(rc, run_dir, ds, resume=ck, progress=progress, tensorboard=tensorboard)
+    trainer = Trainer(
+        rc,
+        run_dir,
+        ds,
+        resume=ck,
+        progress=progress,
+        tensorboard=tensorboard,
+        evaluate=_eval_hook(rc, run_dir),
+    )
     prev = {}
     cfg_path = run_dir / "config.json"
     if cfg_path.is_file():

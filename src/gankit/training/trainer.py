@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from torch import nn
 
 from .. import viz
 from ..checkpoint import (
+    CKPT_DIR,
     Checkpoint,
     checkpoint_path,
     list_checkpoints,
@@ -30,6 +32,7 @@ from ..checkpoint import (
 )
 from ..config import RunConfig, TrainConfig, to_dict
 from ..data.base import ImageDataset
+from ..data.mixtures import SCATTER_POINTS, SCATTER_REALS, PointDataset
 from ..errors import UserError
 from ..latent import class_grid, seed_latents
 from ..models import create_model
@@ -134,8 +137,13 @@ class Trainer:
         resume: Checkpoint | None = None,
         progress: bool = True,
         tensorboard: bool = True,
+        evaluate: Callable[[nn.Module, int], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.run_config = run_config
+        # Scores a generator at an image count; built by the caller so that training never
+        # imports the metrics (they sit above it in the data flow).
+        self.evaluate = evaluate
+        self.best: dict[str, Any] | None = None  # the keep_best record, kept across resumes
         self.cfg = cfg = run_config.train
         self.run_dir = Path(run_dir)
         self.dataset = dataset
@@ -209,6 +217,7 @@ class Trainer:
                 "images": len(ds),
             },
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "best": self.best,
         }
         return tensors, meta
 
@@ -238,6 +247,7 @@ class Trainer:
         self.objective.load_state_dict(ck.meta.get("objective_state", {}))
         self.step = int(ck.meta["step"])
         self.batch_index = int(ck.meta["batch_index"])
+        self.best = ck.meta.get("best")
         unpack_rng(ck.tensors)
 
     # ------------------------------------------------------------------ one step
@@ -320,6 +330,8 @@ class Trainer:
             seeds, labels = class_grid(self.num_classes, cols)
             return seed_latents(seeds, self.nz), labels, cols
         n = self.cfg.grid_size
+        if isinstance(self.dataset, PointDataset):  # a scatter needs more than a grid's 64
+            n = max(n, SCATTER_POINTS)
         return seed_latents(range(n), self.nz), None, max(1, math.ceil(math.sqrt(n)))
 
     @torch.no_grad()
@@ -337,10 +349,48 @@ class Trainer:
             ]
         )
         net.train(was_training)
+        if isinstance(self.dataset, PointDataset):  # 2D points: a scatter over the real ones
+            return self._scatter(self.dataset.to_points(imgs), path)
         scale = 2 if imgs.shape[-1] <= 32 else 1
         return viz.save_grid(imgs, path, nrow=nrow, scale=scale)
 
+    def _scatter(self, points: torch.Tensor | None, path: Path) -> Path:
+        """Generated (or, with None, only real) 2D points over the first real ones."""
+        ds = self.dataset
+        assert isinstance(ds, PointDataset)
+        reals = ds.points[:SCATTER_REALS]
+        what = f"{self.nimg / 1000:g} kimg" if points is not None else "real data"
+        return viz.save_scatter(
+            reals if points is None else points,
+            path,
+            reference=None if points is None else reals,
+            limit=ds.scale,
+            title=f"{self.run_config.model} on {ds.name}: {what}",
+            label="generated" if points is not None else "real",
+        )
+
+    def run_evaluation(self) -> list[dict[str, Any]]:
+        """Score G_ema (else G) now; keep checkpoints/best.safetensors if it is the best yet."""
+        if self.evaluate is None:
+            return []
+        G = self.G_ema if self.G_ema is not None else self.G
+        records = self.evaluate(G, self.nimg)
+        key = self.cfg.keep_best
+        for rec in records:
+            if rec["metric"] != key:
+                continue
+            value, higher = float(rec["value"]), bool(rec["higher_is_better"])
+            old = None if self.best is None else float(self.best["value"])
+            if old is None or (value > old if higher else value < old):
+                self.best = {"metric": key, "value": value, "nimg": self.nimg}
+                tensors, meta = self.state_tensors_and_meta()
+                save_checkpoint(self.run_dir / CKPT_DIR / "best.safetensors", tensors, meta)
+        return records
+
     def _write_reals(self) -> None:
+        if isinstance(self.dataset, PointDataset):
+            self._scatter(None, self.run_dir / "samples" / "reals.png")
+            return
         n = min(len(self.dataset), 64)
         x, _ = self.dataset.batch(torch.arange(n))
         viz.save_grid(
@@ -374,6 +424,11 @@ class Trainer:
                 if int(f.stem[5:]) > start_nimg:
                     f.unlink()
         sample_every = max(1, int(cfg.sample_every_kimg * 1000))
+        eval_every = (
+            max(1, int(cfg.eval_every_kimg * 1000))
+            if cfg.eval_every_kimg is not None and self.evaluate is not None
+            else None
+        )
         ckpt_every = max(1, int(cfg.ckpt_every_kimg * 1000))
         bar = tqdm(
             total=self.total_nimg,
@@ -416,6 +471,20 @@ class Trainer:
                 if self.nimg // sample_every > before // sample_every or done:
                     self.sample_grid(samples / f"fakes{self.nimg:09d}.png")
                     self.refresh_figures()
+                if eval_every is not None and (
+                    self.nimg // eval_every > before // eval_every or done
+                ):
+                    # Before the checkpoint, so that it records the best score so far.
+                    t_eval = time.perf_counter()
+                    records = self.run_evaluation()
+                    spent = time.perf_counter() - t_eval
+                    t0 += spent  # evaluation time counts against neither img/s nor max_seconds
+                    t_last += spent
+                    bar.write(
+                        f"gankit: eval at {self.nimg / 1000:g} kimg: "
+                        + ", ".join(f"{r['metric']}={r['value']:.4g}" for r in records)
+                        + (f" (best {self.best['value']:.4g})" if self.best else "")
+                    )
                 if self.nimg // ckpt_every > before // ckpt_every or done:
                     last_ckpt = self.save()
                     saved_at = self.nimg
