@@ -31,7 +31,8 @@ from gankit.metrics.classifier import (
     train_classifier,
 )
 
-# What 2 epochs on the 1,500 digits not held out reach on the 297 held-out ones (measured: ~97%).
+# 2 epochs (batch 64) on the 1,500 digits not held out reach 96.0% on the 297 held-out ones
+# (seed 0; 96-98% over seeds 0-2): the bound leaves room for other CPUs' rounding.
 DIGITS_MIN_ACCURACY = 0.93
 TINY = ClassifierConfig(widths=(4, 8), features=16)
 
@@ -45,7 +46,7 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def digits_clf(tmp_path_factory: pytest.TempPathFactory) -> TrainedClassifier:
     out = tmp_path_factory.mktemp("clf") / "digits.safetensors"
-    return train_classifier("digits", epochs=2, seed=0, out=out, progress=False)
+    return train_classifier("digits", epochs=2, batch_size=64, seed=0, out=out, progress=False)
 
 
 def _images(n: int, side: int = 28, channels: int = 1, seed: int = 0) -> torch.Tensor:

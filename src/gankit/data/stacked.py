@@ -70,7 +70,7 @@ def load_stacked_mnist(req: LoadRequest) -> ImageDataset:
 
 @DATASETS.register("stacked-digits")
 def load_stacked_digits(req: LoadRequest) -> ImageDataset:
-    """Stacked digits: 3 sklearn 8x8 digits as RGB, 1,000 classes; 25,600 images (or N).
+    """Stacked digits: 3 sklearn digits as RGB, 1,000 classes; 25,600 images (or --max-images).
 
     The same construction as stacked-mnist from the bundled digits (no download): native 8x8,
     resized to the requested resolution like "digits". train=False draws from the digits
