@@ -353,3 +353,11 @@ def test_mixture_mode_count_through_eval(tmp_path: Path) -> None:
     assert rec["protocol"]["n_gen"] == 500 and rec["protocol"]["threshold_std"] == 3.0
     with pytest.raises(UserError, match="grid25"):
         evaluate_run(run, "modes500_grid25", append=False)
+
+
+def test_memorisation_command_writes_figures(cond_run: Path, tmp_path: Path) -> None:
+    rc, out, err = run_cli("memorisation", cond_run, "--n", "50", "--out", tmp_path / "m")
+    assert rc == 0, err
+    assert "ratio" in out and (tmp_path / "m" / "memorisation-pixel.png").is_file()
+    rc, _, err = run_cli("memorisation", cond_run, "--features", "nope", "--out", tmp_path / "x")
+    assert rc == 2 and "feature space" in err

@@ -148,8 +148,12 @@ class InceptionExtractor(FeatureExtractor):
     def __call__(self, images: torch.Tensor) -> Features:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("Inception takes uint8 images [B, C, H, W]")
+        from tqdm.auto import tqdm
+
         feats, logits = [], []
-        for i in range(0, images.shape[0], self.batch_size):
+        starts = range(0, images.shape[0], self.batch_size)
+        # Inception on a CPU runs at tens of images a second: show progress on long sets.
+        for i in tqdm(starts, desc="inception", unit="batch", leave=False, disable=len(starts) < 4):
             x = images[i : i + self.batch_size].to(self.device)
             if x.shape[1] == 1:
                 x = x.expand(-1, 3, -1, -1)
