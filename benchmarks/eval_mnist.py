@@ -92,6 +92,11 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "datasets")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-eval")
     ap.add_argument("--reuse", action="store_true", help="score existing runs, do not train")
+    ap.add_argument(
+        "--retrain",
+        default="",
+        help="with --reuse: comma-separated rows to train again (dcgan, cdcgan, cgan, stacked)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     args = ap.parse_args()
 
@@ -123,7 +128,7 @@ def main() -> None:
     for model in MODELS:
         run_dir = args.runs / f"{model}-mnist"
         info = {"model": model, "run": str(run_dir)}
-        if not args.reuse:
+        if not args.reuse or model in args.retrain.split(","):
             info.update(train(model, "mnist", args.seconds, args.data_root, run_dir))
         else:
             old_row = previous.get((model, "mnist"), {})
@@ -157,7 +162,7 @@ def main() -> None:
     if args.stacked_seconds > 0:
         run_dir = args.runs / "dcgan-stacked-mnist"
         info = {"model": "dcgan", "data": "stacked-mnist", "run": str(run_dir)}
-        if not args.reuse:
+        if not args.reuse or "stacked" in args.retrain.split(","):
             info.update(
                 train("dcgan", "stacked-mnist", args.stacked_seconds, args.data_root, run_dir)
             )

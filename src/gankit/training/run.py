@@ -35,6 +35,8 @@ DEFAULT_RESOLUTION = {
     "mnist": 28,
     "fashion-mnist": 28,
     "cifar10": 32,
+    "stacked-mnist": 28,
+    "stacked-digits": 28,
     "ring8": 1,
     "grid25": 1,
 }
