@@ -268,6 +268,7 @@ class _Boom:
     target = ""
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notes the foreign pickle
 def test_inception_weights_with_a_pickle_payload_are_refused(tmp_path: Path) -> None:
     from gankit.metrics.inception import InceptionExtractor
 
