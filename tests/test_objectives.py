@@ -82,3 +82,36 @@ def test_state_round_trip(name):
     state = obj.state_dict()
     create_objective(name).load_state_dict(state)
     assert obj.n_critic >= 1
+
+
+def test_least_squares_matches_its_definition():
+    real_out = torch.tensor([1.0, 0.5, 2.0])
+    fake_out = torch.tensor([0.0, -1.0, 0.25])
+    D = ConstD(real_out, fake_out)
+    obj = create_objective("least-squares")
+    ld, logs = obj.d_loss(D, torch.ones(3), -torch.ones(3), None, None)
+    # 1/2 mean((x - 1)^2) + 1/2 mean(f^2), written out
+    want_d = 0.5 * (0 + 0.25 + 1) / 3 + 0.5 * (0 + 1 + 0.0625) / 3
+    torch.testing.assert_close(ld, torch.tensor(want_d))
+    torch.testing.assert_close(logs["d_real"], real_out.mean())
+    lg, _ = obj.g_loss(D, -torch.ones(3), None)
+    torch.testing.assert_close(lg, torch.tensor(0.5 * (1 + 4 + 0.5625) / 3))
+    # The optimum D of the paper's a, b = 0, 1 outputs exactly b on reals and a on fakes: loss 0.
+    perfect = ConstD(torch.ones(3), torch.zeros(3))
+    assert obj.d_loss(perfect, torch.ones(3), -torch.ones(3), None, None)[0].item() == 0.0
+
+
+def test_hinge_only_penalises_inside_the_margin():
+    D = ConstD(torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-3.0, 0.0, 1.0]))
+    obj = create_objective("hinge")
+    ld, _ = obj.d_loss(D, torch.ones(3), -torch.ones(3), None, None)
+    # relu(1 - x): 0, 0.5, 2 ; relu(1 + f): 0, 1, 2
+    torch.testing.assert_close(ld, torch.tensor((0 + 0.5 + 2) / 3 + (0 + 1 + 2) / 3))
+    lg, _ = obj.g_loss(D, -torch.ones(3), None)
+    torch.testing.assert_close(lg, torch.tensor(-(-3.0 + 0.0 + 1.0) / 3))
+    # Beyond the margin D gets no gradient: scores of well-separated samples stop growing.
+    out = torch.tensor([5.0], requires_grad=True)
+    obj.d_loss(ConstD(out, torch.tensor([-5.0])), torch.ones(1), -torch.ones(1), None, None)[
+        0
+    ].backward()
+    assert out.grad is not None and out.grad.item() == 0.0

@@ -106,3 +106,57 @@ class Minimax(_BCEDiscriminator):
         l_fake = D(fake, y_fake).float()
         loss = -F.softplus(l_fake).mean()  # log(1 - sigmoid(l)) = -softplus(l)
         return loss, {"loss_g": loss.detach(), "d_fake_g": torch.sigmoid(l_fake.detach()).mean()}
+
+
+def _raw_logs(prefix: str, loss: torch.Tensor, out_real: torch.Tensor | None, out_fake):
+    """Logs for objectives whose D output is a score, not a probability: its mean as is."""
+    logs = {prefix: loss.detach()}
+    if out_real is not None:
+        logs["d_real"] = out_real.detach().mean()
+    if out_fake is not None:
+        logs["d_fake" if prefix == "loss_d" else "d_fake_g"] = out_fake.detach().mean()
+    return logs
+
+
+@OBJECTIVES.register("least-squares")
+class LeastSquares(Objective):
+    """LSGAN (Mao et al. 2017) with a, b, c = 0, 1, 1: D regresses fakes to 0 and reals to 1,
+    G pushes D(G(z)) to 1. The squared error keeps giving gradients to samples that are on the
+    right side of the boundary but far from the data, which BCE lets saturate."""
+
+    name = "least-squares"
+    description = (
+        "LSGAN, a, b, c = 0, 1, 1: 1/2 (D(x) - 1)^2 + 1/2 D(G(z))^2; G: 1/2 (D(G(z)) - 1)^2"
+    )
+    a, b, c = 0.0, 1.0, 1.0
+
+    def d_loss(self, D, real, fake, y_real, y_fake):
+        o_real = D(real, y_real).float()
+        o_fake = D(fake, y_fake).float()
+        loss = 0.5 * ((o_real - self.b) ** 2).mean() + 0.5 * ((o_fake - self.a) ** 2).mean()
+        return loss, _raw_logs("loss_d", loss, o_real, o_fake)
+
+    def g_loss(self, D, fake, y_fake):
+        o_fake = D(fake, y_fake).float()
+        loss = 0.5 * ((o_fake - self.c) ** 2).mean()
+        return loss, _raw_logs("loss_g", loss, None, o_fake)
+
+
+@OBJECTIVES.register("hinge")
+class Hinge(Objective):
+    """Hinge loss (Lim & Ye 2017; SAGAN, BigGAN): D pays only inside the margin, so scores of
+    samples it already separates well stop growing; G raises D's score of its samples."""
+
+    name = "hinge"
+    description = "hinge: D relu(1 - D(x)) + relu(1 + D(G(z))); G -D(G(z)) (BigGAN, SAGAN)"
+
+    def d_loss(self, D, real, fake, y_real, y_fake):
+        o_real = D(real, y_real).float()
+        o_fake = D(fake, y_fake).float()
+        loss = F.relu(1.0 - o_real).mean() + F.relu(1.0 + o_fake).mean()
+        return loss, _raw_logs("loss_d", loss, o_real, o_fake)
+
+    def g_loss(self, D, fake, y_fake):
+        o_fake = D(fake, y_fake).float()
+        loss = -o_fake.mean()
+        return loss, _raw_logs("loss_g", loss, None, o_fake)
