@@ -345,15 +345,26 @@ def test_mixture_mode_count_through_eval(tmp_path: Path) -> None:
     rc, _, err = run_cli(
         "train", "gan", "--data", "ring8", "--no-progress", "--set", "hidden=16",
         "--kimg", "0.256", "--batch-size", "64", "--run-dir", run,
+        "--eval-every-kimg", "0.128", "--eval-metrics", "modes500_ring8",
     )  # fmt: skip
     assert rc == 0, err
+    during = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()]
+    assert [r["nimg"] for r in during] == [128, 256]
     rec = evaluate_run(run, "modes500_ring8", append=False)[0]
+    # The evaluation at the end of training and `gankit eval` afterwards draw the same samples.
+    assert rec["values"] == during[-1]["values"]
     v = rec["values"]
     assert rec["value"] == v["modes_covered"] and 0 <= v["modes_covered"] <= 8
     assert v["num_modes"] == 8 and 0.0 <= v["high_quality_fraction"] <= 1.0
     assert rec["protocol"]["n_gen"] == 500 and rec["protocol"]["threshold_std"] == 3.0
     with pytest.raises(UserError, match="grid25"):
         evaluate_run(run, "modes500_grid25", append=False)
+    rc, _, err = run_cli(
+        "train", "gan", "--data", "ring8", "--no-progress", "--kimg", "0.128",
+        "--run-dir", tmp_path / "bad", "--eval-every-kimg", "0.1",
+        "--eval-metrics", "modes500_grid25",
+    )  # fmt: skip
+    assert rc == 2 and "grid25" in err
 
 
 def test_memorisation_command_writes_figures(cond_run: Path, tmp_path: Path) -> None:

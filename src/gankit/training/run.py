@@ -281,6 +281,7 @@ def _eval_hook(
     if cfg.eval_every_kimg is None or not cfg.eval_metrics:
         return None
     from ..metrics.protocol import (
+        MIXTURES,
         ExtractorOptions,
         Reference,
         append_jsonl,
@@ -305,6 +306,10 @@ def _eval_hook(
         data=cfg.data, download=cfg.download, device=str(resolve_device(cfg.device))
     )
     for feat in dict.fromkeys(r.features for r in requests):
+        if feat in MIXTURES:
+            if cfg.data != feat:
+                raise UserError(f"modes..._{feat} needs training data {feat}, not {cfg.data}")
+            continue
         opts.get(feat)
 
     def hook(G: torch.nn.Module, nimg: int) -> list[dict[str, Any]]:
