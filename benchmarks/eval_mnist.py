@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine_info import machine  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("dcgan", "cdcgan", "cgan")
@@ -31,19 +31,6 @@ MODELS = ("dcgan", "cdcgan", "cgan")
 COMMON = ["fd1k_mnistcnn", "kid1k_mnistcnn", "prdc1k_mnistcnn", "is1k_mnistcnn", "fd5k_mnistcnn"]
 CONDITIONAL = ["acc5k_mnistcnn", "pcfd5k_mnistcnn"]
 MEMO = ["memo1k_pixel", "memo1k_mnistcnn"]
-
-
-def machine() -> dict:
-    import torch
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-    }
 
 
 def gankit(*args: str) -> None:

@@ -18,15 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from gankit import viz
 from gankit.data import load_dataset
@@ -41,6 +37,7 @@ from gankit.metrics.mixtures import (
 from gankit.objectives import list_objectives
 from gankit.sampling import generate, load
 from gankit.training.run import train
+from machine_info import machine  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ("ring8", "grid25")
@@ -62,17 +59,6 @@ TRAIN = {
     "seed": 0,
     "device": "cpu",
 }
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-    }
 
 
 def target_met(data: str, stats: dict[str, Any]) -> bool:

@@ -338,6 +338,17 @@ def test_stacked_mode_count_through_eval(tmp_path: Path, digits_classifier: Path
     rec = evaluate_run(run, "modes300_mnistcnn", evaluator=str(digits_classifier), append=False)[0]
     assert 1 <= rec["values"]["modes"] <= 300 and rec["values"]["num_modes"] == 1000
     assert rec["values"]["kl"] >= 0.0
+    # The same count as classifying the same 300 samples by hand, channel by channel.
+    from gankit.metrics.classifier import load_classifier
+    from gankit.metrics.protocol import generate_images
+    from gankit.sampling import load
+
+    loaded = load(run)
+    images, _ = generate_images(loaded.G, 300, nz=loaded.nz)
+    clf = load_classifier(digits_classifier)
+    digits = [clf(images[:, c : c + 1]).logits.argmax(1) for c in range(3)]
+    triples = {tuple(t) for t in torch.stack(digits, 1).tolist()}
+    assert rec["values"]["modes"] == len(triples)
 
 
 def test_mixture_mode_count_through_eval(tmp_path: Path) -> None:

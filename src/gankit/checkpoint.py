@@ -79,7 +79,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 # ----------------------------------------------------------------------------- tensors <-> file
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes, in name order (what a file stores)."""
     h = hashlib.sha256()
     for key in sorted(tensors):
         t = tensors[key].detach().cpu().contiguous().reshape(-1)
@@ -104,7 +105,7 @@ def save_checkpoint(
     """
     flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     doc = dict(meta)
-    doc.update(format=FORMAT, format_version=FORMAT_VERSION, sha256=_digest(flat))
+    doc.update(format=FORMAT, format_version=FORMAT_VERSION, sha256=tensors_sha256(flat))
     data = st_save(flat, metadata={"gankit": json.dumps(doc)})
     atomic_write_bytes(path, data)
     return Path(path)
@@ -136,38 +137,61 @@ class Checkpoint:
         return int(self.meta["nimg"])
 
 
-def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Load and verify one checkpoint file; a UserError for anything that is not a sound one."""
+def read_verified(
+    path: str | os.PathLike,
+    *,
+    fmt: str,
+    version: int,
+    what: str,
+    missing_hint: str,
+    damaged_hint: str,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read a gankit safetensors file and check its format tag, version and SHA-256.
+
+    The one reader behind checkpoints and domain classifiers: a UserError naming the file for
+    anything that is not a sound file of kind `fmt` (nothing is ever unpickled).
+    """
     path = Path(path)
     if not path.is_file():
-        raise UserError(
-            f"checkpoint {path} does not exist; pass a run folder or a .safetensors file"
-        )
+        raise UserError(f"{what} {path} does not exist{missing_hint}")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise UserError(
-            f"{path} is not a readable safetensors checkpoint ({str(exc).splitlines()[0][:80]}); "
-            "it may be truncated or in another format (gankit never unpickles files)"
+            f"{path} is not a readable safetensors {what} ({str(exc).splitlines()[0][:80]}); "
+            f"it may be truncated or in another format (gankit never unpickles files)"
         ) from None
     try:
         meta = json.loads(header["gankit"])
-        if meta.get("format") != FORMAT:
+        if meta.get("format") != fmt:
             raise KeyError("format")
     except (KeyError, json.JSONDecodeError, AttributeError):
         raise UserError(
-            f"{path} is a safetensors file but not a gankit checkpoint (no gankit metadata)"
+            f"{path} is a safetensors file but not a gankit {what} (no gankit metadata)"
         ) from None
-    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+    if int(meta.get("format_version", -1)) > version:
         raise UserError(
-            f"{path} has checkpoint format {meta.get('format_version')}, newer than "
-            f"this gankit reads ({FORMAT_VERSION}); upgrade gankit"
+            f"{path} has {what} format {meta.get('format_version')}, newer than "
+            f"this gankit reads ({version}); upgrade gankit"
         )
-    if _digest(tensors) != meta.get("sha256"):
-        raise UserError(f"{path} fails its checksum: the file is damaged; use an older checkpoint")
-    return Checkpoint(path=path, meta=meta, tensors=tensors)
+    if tensors_sha256(tensors) != meta.get("sha256"):
+        raise UserError(f"{path} fails its checksum: the file is damaged; {damaged_hint}")
+    return meta, tensors
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Load and verify one checkpoint file; a UserError for anything that is not a sound one."""
+    meta, tensors = read_verified(
+        path,
+        fmt=FORMAT,
+        version=FORMAT_VERSION,
+        what="checkpoint",
+        missing_hint="; pass a run folder or a .safetensors file",
+        damaged_hint="use an older checkpoint",
+    )
+    return Checkpoint(path=Path(path), meta=meta, tensors=tensors)
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:

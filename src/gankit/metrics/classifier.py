@@ -26,15 +26,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 from torch import nn
 
-from ..checkpoint import atomic_write_bytes
+from ..checkpoint import atomic_write_bytes, read_verified, tensors_sha256
 from ..data import ImageDataset, load_dataset
 from ..data.mixtures import MIXTURES
 from ..data.stacked import STACKED_SOURCES
 from ..data.transforms import convert_channels, resize_square
+from ..device import resolve_device
 from ..errors import UserError
 from .features import FeatureExtractor, Features, weights_checksum
 
@@ -167,17 +167,6 @@ def default_classifier_path(data: str) -> Path:
 # ----------------------------------------------------------------------------- save / load
 
 
-def _tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes, in name order (what the file stores)."""
-    h = hashlib.sha256()
-    for key in sorted(tensors):
-        t = tensors[key].detach().cpu().contiguous().reshape(-1)
-        h.update(key.encode())
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def save_classifier(path: str | os.PathLike, net: DigitCNN, meta: dict[str, Any]) -> Path:
     """Write the network and its record to one safetensors file, atomically.
 
@@ -191,7 +180,7 @@ def save_classifier(path: str | os.PathLike, net: DigitCNN, meta: dict[str, Any]
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": NAME}
     doc.update(meta)
-    doc.update(config=net.cfg.to_json(), sha256=_tensors_sha256(tensors))
+    doc.update(config=net.cfg.to_json(), sha256=tensors_sha256(tensors))
     atomic_write_bytes(path, st_save(tensors, metadata={"gankit": json.dumps(doc)}))
     return Path(path)
 
@@ -199,35 +188,14 @@ def save_classifier(path: str | os.PathLike, net: DigitCNN, meta: dict[str, Any]
 def read_classifier_meta(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read and verify a classifier file: (record, tensors); a UserError naming the file if it
     is missing, unreadable, not a gankit classifier, too new or damaged."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"domain classifier {path} does not exist")
-    retrain = "train it again with `gankit evaluator train`"
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UserError(
-            f"{path} is not a readable safetensors file ({str(exc).splitlines()[0][:80]}); "
-            f"it may be truncated: {retrain}"
-        ) from None
-    try:
-        meta = json.loads(header["gankit"])
-        if meta.get("format") != FORMAT:
-            raise KeyError("format")
-    except (KeyError, json.JSONDecodeError, AttributeError):
-        raise UserError(
-            f"{path} is a safetensors file but not a gankit domain classifier"
-        ) from None
-    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
-        raise UserError(
-            f"{path} has classifier format {meta.get('format_version')}, newer than this gankit "
-            f"reads ({FORMAT_VERSION}); upgrade gankit"
-        )
-    if _tensors_sha256(tensors) != meta.get("sha256"):
-        raise UserError(f"{path} fails its checksum: the file is damaged; {retrain}")
-    return meta, tensors
+    return read_verified(
+        path,
+        fmt=FORMAT,
+        version=FORMAT_VERSION,
+        what="domain classifier",
+        missing_hint="",
+        damaged_hint="train it again with `gankit evaluator train`",
+    )
 
 
 def load_classifier(
@@ -394,19 +362,6 @@ class TrainedClassifier:
     data: str
 
 
-def _device(name: str | torch.device) -> torch.device:
-    """'auto' picks CUDA when present; a CUDA device without CUDA is the user's to fix."""
-    if str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name} asked for but CUDA is not available; use --device cpu")
-    return dev
-
-
 def _split(
     train: ImageDataset, test: ImageDataset, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
@@ -520,7 +475,7 @@ def train_classifier(
         raise UserError(f"epochs must be a whole number of at least 1, not {epochs}")
     if batch_size < 2:
         raise UserError(f"batch size must be at least 2 (BatchNorm needs it), not {batch_size}")
-    dev = _device(device)
+    dev = resolve_device(device)
     spec = _canonical_spec(data)
     opts = dict(resolution=RESOLUTION, channels=1, root=data_root, download=download)
     train_set = load_dataset(spec, train=True, max_images=max_images, **opts)

@@ -33,6 +33,7 @@ from ..checkpoint import (
 from ..config import RunConfig, TrainConfig, to_dict
 from ..data.base import ImageDataset
 from ..data.mixtures import SCATTER_POINTS, SCATTER_REALS, PointDataset
+from ..device import resolve_device
 from ..errors import UserError
 from ..latent import class_grid, seed_latents
 from ..models import create_model
@@ -70,19 +71,6 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     if name == "bf16" or (name == "auto" and fast_bf16(device)):
         return torch.bfloat16
     return None
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present, else the CPU; anything else is checked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name} asked for but CUDA is not available; use --device cpu")
-    return dev
 
 
 def check_batch_size(batch_size: int, n: int) -> None:
