@@ -81,7 +81,7 @@ def test_state_round_trip(name):
     obj = create_objective(name)
     state = obj.state_dict()
     create_objective(name).load_state_dict(state)
-    assert obj.n_critic >= 1
+    assert create_objective(obj.spec()).spec() == obj.spec()  # options survive a round trip
 
 
 def test_least_squares_matches_its_definition():

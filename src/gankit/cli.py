@@ -57,7 +57,16 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--lr-g", type=float)
     p.add_argument("--lr-d", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--objective", help="GAN loss (see `gankit objectives`)")
+    p.add_argument(
+        "--objective", help="GAN loss, with options as in began:gamma=0.7 (`gankit objectives`)"
+    )
+    p.add_argument(
+        "--reg",
+        help="regularisers, comma-separated, e.g. r1:gamma=5,ortho; none for none "
+        "(`gankit objectives` lists them)",
+    )
+    p.add_argument("--n-critic", type=int, help="D updates per G update (WGAN: 5)")
+    p.add_argument("--optimizer", choices=["adam", "rmsprop"], help="default: the model's")
     p.add_argument("--no-ema", action="store_true", help="do not keep an EMA copy of G")
     p.add_argument("--sample-every-kimg", type=float, help="fixed-noise grid interval")
     p.add_argument("--ckpt-every-kimg", type=float, help="checkpoint interval")
@@ -118,6 +127,9 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
         "lr_d": args.lr_d,
         "seed": args.seed,
         "objective": args.objective,
+        "reg": args.reg,
+        "n_critic": args.n_critic,
+        "optimizer": args.optimizer,
         "sample_every_kimg": args.sample_every_kimg,
         "ckpt_every_kimg": args.ckpt_every_kimg,
         "device": args.device,
@@ -339,9 +351,16 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_objectives(args: argparse.Namespace) -> int:
     from .objectives import OBJECTIVES
+    from .regularisers import REGULARISERS
 
-    for name, cls in OBJECTIVES.items():
-        print(f"{name:<14}  {cls.description}")
+    for title, registry in (
+        ("objectives (--objective)", OBJECTIVES),
+        ("regularisers (--reg)", REGULARISERS),
+    ):
+        print(title)
+        for name, cls in registry.items():
+            opts = ":".join(f"{k}={v:g}" for k, v in cls.options.items())
+            print(f"  {name + (':' + opts if opts else ''):<28}  {cls.description}")
     return 0
 
 
@@ -479,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="cpu")
     sub.add_parser("models", help="list the registered models")
     sub.add_parser("datasets", help="list the dataset specs")
-    sub.add_parser("objectives", help="list the GAN objectives")
+    sub.add_parser("objectives", help="list the GAN objectives and regularisers")
     _add_evaluator(sub)
     d = sub.add_parser("demo", help="train DCGAN and CGAN on the embedded digits (no download)")
     d.add_argument("--outdir", default="runs/demo")

@@ -31,7 +31,10 @@ class TrainConfig:
     folder_labels: bool = False  # folder:PATH only: class labels from first-level sub-folders
     download: bool = True  # try to download torchvision datasets that are missing
     max_images: int | None = None  # use only the first N training images
-    objective: str | None = None  # None: the model's default objective
+    objective: str | None = None  # None: the model's default; options as in began:gamma=0.7
+    reg: str | None = None  # regularisers, e.g. "r1:gamma=5,ortho" ("none": none)
+    n_critic: int = 1  # D updates per G update (WGAN: 5)
+    optimizer: str = "adam"  # adam (beta1, beta2) or rmsprop (WGAN)
     epochs: float | None = None  # run length in passes over the data ...
     kimg: float | None = None  # ... or in thousands of real images shown to D (not both)
     max_seconds: float | None = None  # also stop (with a checkpoint) after this wall time
@@ -68,6 +71,7 @@ class TrainConfig:
             "sample_every_kimg": self.sample_every_kimg,
             "ckpt_every_kimg": self.ckpt_every_kimg,
             "keep_checkpoints": self.keep_checkpoints,
+            "n_critic": self.n_critic,
         }
         for key, value in positive.items():
             if not (value > 0) or (isinstance(value, float) and not math.isfinite(value)):
@@ -84,6 +88,8 @@ class TrainConfig:
                 raise UserError(f"{key} must be > 0 (got {value})")
         if self.max_images is not None and self.max_images <= 0:
             raise UserError(f"max_images must be > 0 (got {self.max_images})")
+        if self.optimizer not in ("adam", "rmsprop"):
+            raise UserError(f"optimizer must be adam or rmsprop (got {self.optimizer!r})")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise UserError(f"precision must be fp32, bf16 or auto (got {self.precision!r})")
         if self.eval_every_kimg is not None:

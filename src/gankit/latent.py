@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 
 def seed_latents(seeds: Sequence[int], nz: int, truncation: float | None = None) -> torch.Tensor:
@@ -40,3 +41,30 @@ def class_grid(num_classes: int, cols: int) -> tuple[list[int], torch.Tensor]:
     seeds = [s for _ in range(num_classes) for s in range(cols)]
     labels = torch.arange(num_classes).repeat_interleave(cols)
     return seeds, labels
+
+
+class Prior:
+    """The distribution G's input z is drawn from: N(0, I) of size `nz` unless a model says
+    otherwise (InfoGAN's codes, for instance, subclass this).
+
+    A generator network declares a non-Gaussian prior by carrying it as `G.prior`; everything
+    that draws z (the trainer, sampling, evaluation) asks `prior_of(G)` rather than calling
+    `torch.randn` itself, so structured latents are drawn the same way everywhere.
+    """
+
+    def __init__(self, nz: int) -> None:
+        self.nz = int(nz)
+
+    def sample(self, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """A training batch of latents from the global RNG (no host sync)."""
+        return torch.randn(n, self.nz, device=device)
+
+    def from_seeds(self, seeds: Sequence[int], truncation: float | None = None) -> torch.Tensor:
+        """One latent per seed (CPU float32), independent of the other seeds in the call."""
+        return seed_latents(seeds, self.nz, truncation)
+
+
+def prior_of(G: nn.Module) -> Prior:
+    """G's latent prior: `G.prior` when the network declares one, else N(0, I) of `G.z_dim`."""
+    prior = getattr(G, "prior", None)
+    return prior if isinstance(prior, Prior) else Prior(int(G.z_dim))

@@ -15,17 +15,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Registry
+from .registry import Configurable, Registry, build_from_spec
 
 Logs = dict[str, torch.Tensor]
 
 
-class Objective(ABC):
-    """Base class. Subclasses implement `d_loss` and `g_loss` on logits from D."""
+class Objective(Configurable, ABC):
+    """Base class. Subclasses implement `d_loss` and `g_loss` on D's outputs.
+
+    Options (class attribute `options`) are set from a spec string such as
+    "began:gamma=0.7"; how many D steps come per G step is a training setting (`n_critic`),
+    not the objective's.
+    """
 
     name: str = "objective"
-    description: str = ""
-    n_critic: int = 1  # D steps per G step
 
     @abstractmethod
     def d_loss(
@@ -55,9 +58,9 @@ class Objective(ABC):
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
 
-def create_objective(name: str) -> Objective:
-    """An objective instance by registry name."""
-    return OBJECTIVES.get(name)()
+def create_objective(spec: str) -> Objective:
+    """An objective from its registry name and options, e.g. "hinge" or "began:gamma=0.7"."""
+    return build_from_spec(OBJECTIVES, spec)
 
 
 def list_objectives() -> list[str]:
@@ -155,6 +158,33 @@ class Hinge(Objective):
         o_fake = D(fake, y_fake).float()
         loss = F.relu(1.0 - o_real).mean() + F.relu(1.0 + o_fake).mean()
         return loss, _raw_logs("loss_d", loss, o_real, o_fake)
+
+    def g_loss(self, D, fake, y_fake):
+        o_fake = D(fake, y_fake).float()
+        loss = -o_fake.mean()
+        return loss, _raw_logs("loss_g", loss, None, o_fake)
+
+
+@OBJECTIVES.register("wasserstein")
+class Wasserstein(Objective):
+    """WGAN (Arjovsky et al. 2017): the critic's score has no sigmoid; D maximises
+    E[D(x)] - E[D(G(z))], an estimate of the Wasserstein-1 distance when D is 1-Lipschitz.
+
+    The objective alone does not make D Lipschitz: pair it with weight clipping
+    (`--reg clip`, the WGAN paper) or a gradient penalty (`--reg gp`, WGAN-GP).
+    """
+
+    name = "wasserstein"
+    description = "WGAN: D max E[D(x)] - E[D(G(z))], G max E[D(G(z))]; needs --reg clip or gp"
+
+    def d_loss(self, D, real, fake, y_real, y_fake):
+        o_real = D(real, y_real).float()
+        o_fake = D(fake, y_fake).float()
+        w_dist = o_real.mean() - o_fake.mean()
+        loss = -w_dist
+        logs = _raw_logs("loss_d", loss, o_real, o_fake)
+        logs["w_dist"] = w_dist.detach()
+        return loss, logs
 
     def g_loss(self, D, fake, y_fake):
         o_fake = D(fake, y_fake).float()

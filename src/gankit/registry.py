@@ -6,7 +6,7 @@ The tests are parametrised over `list_models()`, so a newly registered model is 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from .errors import UserError
 
@@ -54,3 +54,53 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return list(self._entries.items())
+
+
+class Configurable:
+    """A registered piece (objective, regulariser) with named numeric options.
+
+    Subclasses list their options and defaults in `options`; `spec` strings such as
+    "r1:gamma=5" or "began:gamma=0.7:lambda_k=0.001" set them, strictly.
+    """
+
+    name: str = ""
+    description: str = ""
+    options: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, **values: float) -> None:
+        for key, default in self.options.items():
+            setattr(self, key, float(values.pop(key, default)))
+        if values:
+            valid = ", ".join(self.options) or "none"
+            raise UserError(
+                f"{self.name} has no option {', '.join(map(repr, values))}; valid: {valid}"
+            )
+
+    def spec(self) -> str:
+        """The spec string that rebuilds this piece (every option spelled out)."""
+        return ":".join([self.name] + [f"{k}={getattr(self, k):g}" for k in self.options])
+
+
+def parse_spec(text: str) -> tuple[str, dict[str, float]]:
+    """'name:key=value:key=value' -> (name, {key: float}); a UserError for a malformed one."""
+    name, *parts = [p.strip() for p in text.strip().split(":")]
+    if not name:
+        raise UserError(f"empty name in {text!r}; use e.g. r1:gamma=10")
+    values: dict[str, float] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError
+            values[key.strip()] = float(value)
+        except ValueError:
+            raise UserError(
+                f"bad option {part!r} in {text!r}; write name:key=number, e.g. r1:gamma=10"
+            ) from None
+    return name, values
+
+
+def build_from_spec(registry: Registry[type[Any]], text: str) -> Any:
+    """An instance of the registered class named in `text`, with its options applied."""
+    name, values = parse_spec(text)
+    return registry.get(name)(**values)

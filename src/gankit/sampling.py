@@ -22,7 +22,7 @@ from . import viz
 from .checkpoint import Checkpoint, atomic_write_bytes, load_checkpoint
 from .data.base import to_uint8
 from .errors import UserError
-from .latent import seed_latents
+from .latent import prior_of
 from .models import Model, create_model
 
 
@@ -63,7 +63,7 @@ class LoadedRun:
 
     @property
     def nz(self) -> int:
-        return int(self.model.config.nz)
+        return prior_of(self.G).nz
 
     @property
     def num_classes(self) -> int:
@@ -135,7 +135,10 @@ def generate(
     """
     if truncation is not None and not truncation > 0:
         raise UserError(f"truncation must be > 0 (got {truncation})")
-    z = seed_latents(list(seeds), run.nz, truncation=truncation)
+    in_w = run.model.spec.truncation == "w"  # StyleGAN: psi in w space, applied inside G
+    if in_w and truncation is not None and truncation > 1:
+        raise UserError(f"{run.model.name} takes a truncation psi in (0, 1] (got {truncation})")
+    z = prior_of(run.G).from_seeds(list(seeds), truncation=None if in_w else truncation)
     y: torch.Tensor | None = None
     if run.num_classes:
         if labels is None:
@@ -151,7 +154,10 @@ def generate(
     for i in range(0, z.shape[0], batch_size):
         zi = z[i : i + batch_size].to(run.device)
         yi = None if y is None else y[i : i + batch_size].to(run.device)
-        out.append(run.G(zi, yi).float().cpu())
+        if in_w and truncation is not None:
+            out.append(run.G(zi, yi, truncation=truncation).float().cpu())
+        else:
+            out.append(run.G(zi, yi).float().cpu())
     return torch.cat(out)
 
 

@@ -387,15 +387,16 @@ def generate_images(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n uint8 images from seeds seed..seed+n-1; class (seed + i) % K for conditional models."""
     from ..data.base import to_uint8
-    from ..latent import seed_latents
+    from ..latent import prior_of
 
     was_training = G.training
     G.eval()
+    prior = prior_of(G)
     labels = (torch.arange(n) + seed) % num_classes if num_classes else None
     out = []
     for i in range(0, n, batch_size):
         seeds = range(seed + i, seed + min(n, i + batch_size))
-        z = seed_latents(list(seeds), nz).to(device)
+        z = prior.from_seeds(list(seeds)).to(device)
         y = None if labels is None else labels[i : i + len(seeds)].to(device)
         out.append(to_uint8(G(z, y)))
     G.train(was_training)
@@ -646,13 +647,13 @@ def mixture_record(
 ) -> dict[str, Any]:
     """The PacGAN protocol's numbers for a generator of 2D points (seeds seed..seed+n-1)."""
     from ..data.mixtures import to_points
-    from ..latent import seed_latents
+    from ..latent import prior_of
     from .mixtures import mode_stats
 
     t0 = time.perf_counter()
     was_training = G.training
     G.eval()
-    z = seed_latents(list(range(seed, seed + req.n)), nz).to(device)
+    z = prior_of(G).from_seeds(list(range(seed, seed + req.n))).to(device)
     x = torch.cat([G(z[i : i + 1000]).float().cpu() for i in range(0, req.n, 1000)])
     G.train(was_training)
     out = mode_stats(to_points(x, req.features), req.features)

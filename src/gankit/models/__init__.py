@@ -34,6 +34,13 @@ class ModelSpec:
         objective: the default objective's registry name.
         presets: named settings (`--preset NAME`): model or training fields -> values, applied
             over the defaults and under the user's own overrides.
+        d_output: what D returns: "logit" (one score per image, [N]), "levels" (one score per
+            image and pyramid level, [N, L]; the objectives average over all of them) or
+            "reconstruction" (an autoencoder's output, the shape of its input: BEGAN).
+        objectives: the objectives D's output makes sense with (None: any score-based one).
+        truncation: what `--trunc` means for this model: "z" (components of z beyond the
+            threshold are redrawn: BigGAN's trick) or "w" (StyleGAN: w is pulled towards the
+            average w by a factor psi, passed to G as `G(z, y, truncation=psi)`).
     """
 
     name: str
@@ -44,6 +51,17 @@ class ModelSpec:
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     objective: str = "nonsaturating"
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    d_output: str = "logit"
+    objectives: tuple[str, ...] | None = None
+    truncation: str = "z"
+
+    def check_objective(self, objective: str) -> None:
+        """A UserError when this model's D cannot be trained with `objective`."""
+        if self.objectives is not None and objective not in self.objectives:
+            raise UserError(
+                f"{self.name} trains only with the {' or '.join(self.objectives)} objective "
+                f"(its D returns a {self.d_output}, got --objective {objective})"
+            )
 
 
 MODELS: Registry[ModelSpec] = Registry("model")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import ModelSpec, check_resolution_pow2, register_model
+from . import ModelSpec, UserError, check_resolution_pow2, register_model
 
 
 @dataclass
@@ -23,6 +23,7 @@ class DCGANConfig:
     ngf: int = 64
     ndf: int = 64
     num_classes: int = 0
+    d_norm: str = "batch"  # D's normalisation: batch (the paper), layer or none (WGAN-GP)
 
 
 @dataclass
@@ -41,7 +42,7 @@ def dcgan_init(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, 0.02)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
 
@@ -75,10 +76,26 @@ class DCGANGenerator(nn.Module):
         return self.main(h.view(h.shape[0], -1, 1, 1))
 
 
+D_NORMS = ("batch", "layer", "none")
+
+
+def d_norm_layer(kind: str, width: int) -> nn.Module:
+    """D's normalisation after each inner convolution. A gradient penalty is taken per sample,
+    which batch norm breaks (each output depends on the whole batch), hence layer norm (over
+    C, H, W, as WGAN-GP's authors suggest) or none for penalised critics."""
+    if kind == "batch":
+        return nn.BatchNorm2d(width)
+    if kind == "layer":
+        return nn.GroupNorm(1, width)
+    if kind == "none":
+        return nn.Identity()
+    raise UserError(f"d_norm must be one of {', '.join(D_NORMS)} (got {kind!r})")
+
+
 class DCGANDiscriminator(nn.Module):
     """Strided convolutions down to 4x4, BN (not on the input layer) + LeakyReLU(0.2), one logit."""
 
-    def __init__(self, resolution: int, channels: int, ndf: int) -> None:
+    def __init__(self, resolution: int, channels: int, ndf: int, norm: str = "batch") -> None:
         super().__init__()
         stages = check_resolution_pow2("dcgan", resolution) - 3
         layers: list[nn.Module] = [
@@ -88,8 +105,8 @@ class DCGANDiscriminator(nn.Module):
         width = ndf
         for _ in range(stages):
             layers += [
-                nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(width * 2),
+                nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm == "none"),
+                d_norm_layer(norm, width * 2),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             width *= 2
@@ -117,7 +134,7 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: DCGANConfig) -> None:
         super().__init__()
         self.num_classes = 0
-        self.net = DCGANDiscriminator(cfg.resolution, cfg.channels, cfg.ndf)
+        self.net = DCGANDiscriminator(cfg.resolution, cfg.channels, cfg.ndf, cfg.d_norm)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x)
@@ -191,5 +208,64 @@ register_model(
         config_cls=CDCGANConfig,
         build=lambda cfg: (ConditionalGenerator(cfg), ConditionalDiscriminator(cfg)),
         conditional=True,
+    )
+)
+
+
+def _dcgan_networks(cfg: DCGANConfig) -> tuple[nn.Module, nn.Module]:
+    return Generator(cfg), Discriminator(cfg)
+
+
+register_model(
+    ModelSpec(
+        name="lsgan",
+        description="LSGAN (Mao et al. 2017): DCGAN networks, least-squares loss (a, b, c = 0, 1, 1)",
+        config_cls=DCGANConfig,
+        build=_dcgan_networks,
+        objective="least-squares",
+        train_defaults={"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5},
+    )
+)
+
+register_model(
+    ModelSpec(
+        name="wgan",
+        description="WGAN (Arjovsky et al. 2017): DCGAN critic, weight clipping c=0.01, RMSprop, "
+        "n_critic=5",
+        config_cls=DCGANConfig,
+        build=_dcgan_networks,
+        objective="wasserstein",
+        train_defaults={
+            "optimizer": "rmsprop",
+            "lr_g": 5e-5,
+            "lr_d": 5e-5,
+            "n_critic": 5,
+            "reg": "clip:c=0.01",
+        },
+    )
+)
+
+
+@dataclass
+class WGANGPConfig(DCGANConfig):
+    d_norm: str = "layer"  # no batch norm in a gradient-penalised critic
+
+
+register_model(
+    ModelSpec(
+        name="wgan-gp",
+        description="WGAN-GP (Gulrajani et al. 2017): gradient penalty 10, Adam(0, 0.9), "
+        "n_critic=5, layer norm instead of batch norm in the critic",
+        config_cls=WGANGPConfig,
+        build=_dcgan_networks,
+        objective="wasserstein",
+        train_defaults={
+            "lr_g": 1e-4,
+            "lr_d": 1e-4,
+            "beta1": 0.0,
+            "beta2": 0.9,
+            "n_critic": 5,
+            "reg": "gp:weight=10",
+        },
     )
 )

@@ -24,7 +24,8 @@ from ..data import load_dataset
 from ..data.base import ImageDataset
 from ..errors import UserError
 from ..models import MODELS, create_model, make_config
-from ..objectives import OBJECTIVES
+from ..objectives import create_objective
+from ..regularisers import create_regularisers
 from .trainer import Trainer, TrainResult, check_batch_size, resolve_device, total_images
 
 # The size each named dataset is trained at unless --resolution says otherwise (the digits are
@@ -132,8 +133,9 @@ def resolve_train_config(model: str, data: str, overrides: Mapping[str, Any]) ->
         cfg = apply_overrides(cfg, {"epochs": None})
     cfg = apply_overrides(cfg, overrides, what="training option")
     cfg.validate()
-    if cfg.objective is not None:
-        OBJECTIVES.get(cfg.objective)
+    objective = create_objective(cfg.objective or spec.objective)  # a typo fails here
+    spec.check_objective(objective.name)
+    create_regularisers(cfg.reg)
     return cfg
 
 

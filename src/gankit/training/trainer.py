@@ -35,9 +35,10 @@ from ..data.base import ImageDataset
 from ..data.mixtures import SCATTER_POINTS, SCATTER_REALS, PointDataset
 from ..device import resolve_device
 from ..errors import UserError
-from ..latent import class_grid, seed_latents
+from ..latent import class_grid, prior_of
 from ..models import create_model
 from ..objectives import create_objective
+from ..regularisers import Step, create_regularisers
 from .ema import ema_beta, make_ema, update_ema
 from .logging import MetricsLogger
 
@@ -71,6 +72,13 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     if name == "bf16" or (name == "auto" and fast_bf16(device)):
         return torch.bfloat16
     return None
+
+
+def make_optimizer(cfg: TrainConfig, net: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam with (beta1, beta2), or RMSprop as in the WGAN paper (momentum-free)."""
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(net.parameters(), lr=lr)
+    return torch.optim.Adam(net.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
 
 
 def check_batch_size(batch_size: int, n: int) -> None:
@@ -146,10 +154,12 @@ class Trainer:
         self.D = self.model.D.to(self.device, memory_format=self.memory_format).train()
         self.G_ema = make_ema(self.G) if cfg.ema else None
         self.objective = create_objective(cfg.objective or self.model.spec.objective)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
-        self.nz = int(self.model.config.nz)
+        self.model.spec.check_objective(self.objective.name)
+        self.regularisers = create_regularisers(cfg.reg)
+        self.opt_G = make_optimizer(cfg, self.G, cfg.lr_g)
+        self.opt_D = make_optimizer(cfg, self.D, cfg.lr_d)
+        self.prior = prior_of(self.G)
+        self.nz = self.prior.nz
         self.num_classes = int(getattr(self.model.config, "num_classes", 0) or 0)
         self.conditional = self.model.spec.conditional
 
@@ -267,18 +277,29 @@ class Trainer:
         )
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        z = torch.randn(n, self.nz, device=self.device)
+        z = self.prior.sample(n, self.device)
         y = torch.randint(self.num_classes, (n,), device=self.device) if self.conditional else None
         return z, y
+
+    def _add_terms(
+        self, which: str, loss: torch.Tensor, logs: dict[str, torch.Tensor], step: Step
+    ) -> torch.Tensor:
+        """Add each regulariser's D or G term (in fp32, outside autocast) to `loss`."""
+        for reg in self.regularisers:
+            term = reg.d_term(step) if which == "d" else reg.g_term(step)
+            if term is not None:
+                value, reg_logs = term
+                loss = loss + value
+                logs.update(reg_logs)
+        return loss
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """n_critic D updates then one G update; returns detached scalars (no host sync)."""
         G, D, obj = self.G, self.D, self.objective
-        n_critic = obj.n_critic
+        n_critic = self.cfg.n_critic
         reuse = n_critic == 1  # as in the DCGAN tutorial: G's forward serves both updates
         D.requires_grad_(True)
         logs: dict[str, torch.Tensor] = {}
-        fake = y_fake = None
         for _ in range(n_critic):
             real, y_real = self._real_batch()
             z, y_fake = self._noise(real.shape[0])
@@ -289,9 +310,13 @@ class Trainer:
                     with torch.no_grad():
                         fake = G(z, y_fake)
                 loss_d, logs_d = obj.d_loss(D, real, fake.detach(), y_real, y_fake)
+            step = Step(G, D, real, y_real, fake.detach(), y_fake, z)
+            loss_d = self._add_terms("d", loss_d, logs_d, step)
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
+            for reg in self.regularisers:
+                reg.after_d_step(D)
             logs.update(logs_d)
         D.requires_grad_(False)  # G's update needs gradients through D, not of D's weights
         with self._autocast():
@@ -299,6 +324,7 @@ class Trainer:
                 z, y_fake = self._noise(self.cfg.batch_size)
                 fake = G(z, y_fake)
             loss_g, logs_g = obj.g_loss(D, fake, y_fake)
+        loss_g = self._add_terms("g", loss_g, logs_g, Step(G, D, None, None, fake, y_fake, z))
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()
@@ -316,11 +342,11 @@ class Trainer:
         if self.conditional:
             cols = min(self.cfg.grid_size, 10)
             seeds, labels = class_grid(self.num_classes, cols)
-            return seed_latents(seeds, self.nz), labels, cols
+            return self.prior.from_seeds(seeds), labels, cols
         n = self.cfg.grid_size
         if isinstance(self.dataset, PointDataset):  # a scatter needs more than a grid's 64
             n = max(n, SCATTER_POINTS)
-        return seed_latents(range(n), self.nz), None, max(1, math.ceil(math.sqrt(n)))
+        return self.prior.from_seeds(range(n)), None, max(1, math.ceil(math.sqrt(n)))
 
     @torch.no_grad()
     def sample_grid(self, path: Path) -> Path:
