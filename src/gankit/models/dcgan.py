@@ -218,8 +218,9 @@ def _dcgan_networks(cfg: DCGANConfig) -> tuple[nn.Module, nn.Module]:
 
 register_model(
     ModelSpec(
-        name="lsgan",
-        description="LSGAN (Mao et al. 2017): DCGAN networks, least-squares loss, a, b, c = 0, 1, 1",
+        name="lsgan",  # the DCGAN networks under the least-squares objective
+        description="LSGAN (Mao et al. 2017): DCGAN networks, least-squares loss "
+        "(a, b, c = 0, 1, 1)",
         config_cls=DCGANConfig,
         build=_dcgan_networks,
         objective="least-squares",
