@@ -344,7 +344,7 @@ def test_stacked_mode_count_through_eval(tmp_path: Path, digits_classifier: Path
     from gankit.sampling import load
 
     loaded = load(run)
-    images, _ = generate_images(loaded.G, 300, nz=loaded.nz)
+    images, _ = generate_images(loaded.G, 300)
     clf = load_classifier(digits_classifier)
     digits = [clf(images[:, c : c + 1]).logits.argmax(1) for c in range(3)]
     triples = {tuple(t) for t in torch.stack(digits, 1).tolist()}

@@ -8,6 +8,7 @@ import torch
 from gankit.checkpoint import read_checkpoint, save_checkpoint
 from gankit.config import RunConfig, TrainConfig
 from gankit.errors import UserError
+from gankit.latent import prior_of
 from gankit.models import MODELS, create_model, list_models
 from gankit.training.trainer import Trainer
 
@@ -18,7 +19,7 @@ ALL = list_models()
 
 def _inputs(model, batch: int = 4, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(batch, model.config.nz, generator=g)
+    z = prior_of(model.G).from_seeds(range(seed * batch, (seed + 1) * batch))
     y = (
         torch.randint(model.config.num_classes, (batch,), generator=g)
         if model.spec.conditional
@@ -203,7 +204,7 @@ def test_conditional_models_use_the_label(name):
     m = create_model(name, **tiny_overrides(name))
     m.G.eval()
     m.D.eval()
-    z = torch.randn(1, m.config.nz).repeat(2, 1)
+    z = prior_of(m.G).from_seeds([0]).repeat(2, 1)
     x = m.G(z, torch.tensor([0, 1]))
     assert not torch.allclose(x[0], x[1])
     logits = m.D(x[:1].repeat(2, 1, 1, 1), torch.tensor([0, 1]))

@@ -10,6 +10,7 @@ import torch
 from gankit.checkpoint import list_checkpoints, load_checkpoint
 from gankit.config import RunConfig, TrainConfig, apply_overrides
 from gankit.latent import seed_latents
+from gankit.models import list_models
 from gankit.sampling import generate, load, parse_seeds
 from gankit.training.ema import ema_beta, make_ema, update_ema
 from gankit.training.trainer import Trainer
@@ -35,7 +36,7 @@ def _final_tensors(run_dir):
     return load_checkpoint(run_dir).tensors
 
 
-@pytest.mark.parametrize("name", ["dcgan", "cgan", "gan"])
+@pytest.mark.parametrize("name", list_models())
 def test_resume_is_exact(name, tmp_path):
     """N steps + resume + N steps gives the same weights as 2N steps straight."""
     ds = synthetic_dataset(n=48)  # 3 batches per epoch: the resume crosses epochs

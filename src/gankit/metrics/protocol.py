@@ -379,7 +379,6 @@ def generate_images(
     G: nn.Module,
     n: int,
     *,
-    nz: int,
     num_classes: int = 0,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -612,7 +611,7 @@ def evaluate_run(
         cand = Candidate(
             describe="G_ema" if loaded.used_ema else "G",
             images=lambda n: generate_images(
-                loaded.G, n, nz=loaded.nz, num_classes=loaded.num_classes, seed=seed, device=device
+                loaded.G, n, num_classes=loaded.num_classes, seed=seed, device=device
             ),
             num_classes=loaded.num_classes,
             conditional=loaded.num_classes > 0,
@@ -637,13 +636,13 @@ def _mixture_record(
     data = loaded.checkpoint.meta.get("data", {}).get("name")
     if data != req.features:
         raise UserError(f"{req.name} needs a run trained on {req.features}, not on {data!r}")
-    return mixture_record(loaded.G, req, nz=loaded.nz, seed=seed, device=device,
+    return mixture_record(loaded.G, req, seed=seed, device=device,
                           describe="G_ema" if loaded.used_ema else "G")  # fmt: skip
 
 
 @torch.no_grad()
 def mixture_record(
-    G: nn.Module, req: MetricRequest, *, nz: int, seed: int, device: str, describe: str
+    G: nn.Module, req: MetricRequest, *, seed: int, device: str, describe: str
 ) -> dict[str, Any]:
     """The PacGAN protocol's numbers for a generator of 2D points (seeds seed..seed+n-1)."""
     from ..data.mixtures import to_points
@@ -744,7 +743,6 @@ def evaluate_real(
 def evaluate_generator(
     G: nn.Module,
     *,
-    nz: int,
     num_classes: int,
     reference: Reference,
     metrics: str | Sequence[str],
@@ -772,14 +770,12 @@ def evaluate_generator(
         if r.features in MIXTURES:
             if reference.data != r.features:
                 raise UserError(f"{r.name} needs a run trained on {r.features}")
-            records.append(mixture_record(G, r, nz=nz, seed=seed, device=device, describe=describe))
+            records.append(mixture_record(G, r, seed=seed, device=device, describe=describe))
     others = [r for r in requests if r.features not in MIXTURES]
     if others:
         cand = Candidate(
             describe,
-            lambda n: generate_images(
-                G, n, nz=nz, num_classes=num_classes, seed=seed, device=device
-            ),
+            lambda n: generate_images(G, n, num_classes=num_classes, seed=seed, device=device),
             num_classes,
             conditional=num_classes > 0,
         )

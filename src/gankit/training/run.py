@@ -317,7 +317,6 @@ def _eval_hook(
     def hook(G: torch.nn.Module, nimg: int) -> list[dict[str, Any]]:
         records = evaluate_generator(
             G,
-            nz=int(mc["nz"]),
             num_classes=num_classes,
             reference=ref,
             metrics=cfg.eval_metrics,
