@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from gankit.checkpoint import read_checkpoint, save_checkpoint
-from gankit.config import RunConfig, TrainConfig
+from gankit.config import RunConfig
 from gankit.errors import UserError
 from gankit.latent import prior_of
 from gankit.models import MODELS, create_model, list_models
+from gankit.training.run import resolve_train_config
 from gankit.training.trainer import Trainer
 
 from .conftest import synthetic_dataset, tiny_overrides
@@ -116,11 +117,10 @@ def test_save_load_round_trip(name, tmp_path):
 def test_one_real_optimisation_step(name, tmp_path):
     ds = synthetic_dataset(n=32)
     overrides = tiny_overrides(name)
-    rc = RunConfig(
-        model=name,
-        model_config=overrides,
-        train=TrainConfig(model=name, batch_size=16, kimg=0.016, log_every=1),
-    )
+    # the model's own training setup (objective, regularisers, optimiser): InfoGAN's Q head,
+    # for instance, only learns through its `info` regulariser
+    train = resolve_train_config(name, "digits", {"batch_size": 16, "kimg": 0.016, "log_every": 1})
+    rc = RunConfig(model=name, model_config=overrides, train=train)
     tr = Trainer(rc, tmp_path, ds, progress=False, tensorboard=False)
     g0 = [p.detach().clone() for p in tr.G.parameters()]
     d0 = [p.detach().clone() for p in tr.D.parameters()]

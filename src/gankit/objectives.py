@@ -190,3 +190,69 @@ class Wasserstein(Objective):
         o_fake = D(fake, y_fake).float()
         loss = -o_fake.mean()
         return loss, _raw_logs("loss_g", loss, None, o_fake)
+
+
+@OBJECTIVES.register("began")
+class BEGAN(Objective):
+    """BEGAN (Berthelot et al. 2017) for an autoencoder D that returns reconstructions.
+
+    With L(v) = mean |v - D(v)| (per pixel, per sample, then over the batch), D minimises
+    L(x) - k_t L(G(z)) and G minimises L(G(z)). The equilibrium variable k_t steers D's effort
+    towards the fakes only as far as keeps E[L(G(z))] = gamma E[L(x)]: after every D loss,
+    k <- clip(k + lambda_k (gamma L(x) - L(G(z))), 0, 1), from detached values. Lower gamma
+    asks D to favour reconstructing reals, which trades diversity for sharpness.
+
+    k stays a tensor on the losses' device (no host sync per step) and is saved with the
+    checkpoint, so a resumed run continues with the same k_t. m_global = L(x) +
+    |gamma L(x) - L(G(z))| is the paper's convergence measure.
+    """
+
+    name = "began"
+    description = "BEGAN: L1 autoencoder D; D L(x) - k L(G(z)), G L(G(z)); k_t keeps gamma"
+    options = {"gamma": 0.5, "lambda_k": 0.001}
+
+    def __init__(self, **values: float) -> None:
+        from .errors import UserError
+
+        super().__init__(**values)
+        if not 0.0 < self.gamma <= 1.0:
+            raise UserError(f"began's gamma must be in (0, 1] (got {self.gamma:g})")
+        if not self.lambda_k >= 0.0:
+            raise UserError(f"began's lambda_k must be >= 0 (got {self.lambda_k:g})")
+        self.k = torch.zeros(())  # k_0 = 0, as in the paper
+
+    @staticmethod
+    def reconstruction_error(D: nn.Module, v: torch.Tensor, y: torch.Tensor | None):
+        """L(v) per sample: the mean absolute error of D's reconstruction, shape [N]."""
+        out = D(v, y).float()
+        return (v.float() - out).abs().flatten(1).mean(1)
+
+    def d_loss(self, D, real, fake, y_real, y_fake):
+        l_real = self.reconstruction_error(D, real, y_real).mean()
+        l_fake = self.reconstruction_error(D, fake, y_fake).mean()
+        k = self.k.to(l_real.device)
+        loss = l_real - k * l_fake  # the k_t of before this step's update
+        with torch.no_grad():
+            balance = self.gamma * l_real - l_fake
+            # a new tensor, not an in-place update: `loss` keeps the old k for its backward
+            self.k = (k + self.lambda_k * balance).clamp(0.0, 1.0)
+            logs = {
+                "loss_d": loss.detach(),
+                "d_real": l_real.detach(),
+                "d_fake": l_fake.detach(),
+                "k": self.k,
+                "m_global": l_real + balance.abs(),
+            }
+        return loss, logs
+
+    def g_loss(self, D, fake, y_fake):
+        loss = self.reconstruction_error(D, fake, y_fake).mean()
+        return loss, {"loss_g": loss.detach()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"k": float(self.k)}  # float32 -> Python float is exact, and so is the way back
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != {"k"}:
+            raise ValueError(f"began's state is {{'k': float}}, got {sorted(state)}")
+        self.k = torch.tensor(float(state["k"]), dtype=torch.float32)

@@ -187,3 +187,55 @@ class Orthogonal(Regulariser):
         total = sum((orthogonality(w) for w in ortho_weights(step.G)), torch.zeros(()))
         total = total.to(step.fake.device)
         return self.weight * total, {"ortho": total.detach()}
+
+
+@REGULARISERS.register("info")
+class MutualInformation(Regulariser):
+    """InfoGAN's mutual-information term (Chen et al. 2016): minus a variational lower bound
+    of I(c; G(z, c)), i.e. Q's negative log-likelihood of the codes that made each fake.
+
+    Both updates minimise it, as in the paper: in D's (fake detached) it trains Q and the body
+    Q shares with D; in G's it trains G to make its codes recoverable. The categorical codes
+    give a cross-entropy each; the continuous ones a Gaussian NLL with fixed unit variance,
+    1/2 (c - mu)^2 summed over the codes (the constant 1/2 log 2 pi left out), weighted by
+    `cont_weight`. The codes come from `prior_of(G).split(z)`; Q's guesses from `D.q(fake)`.
+    """
+
+    name = "info"
+    description = (
+        "InfoGAN mutual-information term (needs an infogan model), weight=1, cont_weight=0.1"
+    )
+    options = {"weight": 1.0, "cont_weight": 0.1}
+    weight: float
+    cont_weight: float
+
+    def loss(self, step: Step) -> tuple[torch.Tensor, Logs]:
+        """(weight * (CE + cont_weight * NLL), logs) for one step's fakes."""
+        from .latent import prior_of
+
+        prior = prior_of(step.G)
+        if not hasattr(prior, "split") or not hasattr(step.D, "q"):
+            raise UserError(
+                "the info regulariser needs a model with latent codes and a Q head "
+                "(infogan); drop --reg info"
+            )
+        _, codes, cont = prior.split(step.z)
+        cat_logits, cont_mean = step.D.q(step.fake)
+        ce = torch.zeros((), device=step.fake.device)
+        correct = []
+        for logits, onehot in zip(cat_logits, codes, strict=True):
+            target = onehot.argmax(1)
+            ce = ce + torch.nn.functional.cross_entropy(logits.float(), target)
+            correct.append((logits.detach().argmax(1) == target).float().mean())
+        nll = 0.5 * (cont.float() - cont_mean.float()).pow(2).sum(1).mean()
+        logs = {"info_cat": ce.detach(), "info_cont": nll.detach()}
+        if correct:
+            logs["q_acc"] = torch.stack(correct).mean()
+        return self.weight * (ce + self.cont_weight * nll), logs
+
+    def d_term(self, step: Step) -> tuple[torch.Tensor, Logs]:
+        return self.loss(step)
+
+    def g_term(self, step: Step) -> tuple[torch.Tensor, Logs]:
+        value, logs = self.loss(step)
+        return value, {f"{k}_g": v for k, v in logs.items()}

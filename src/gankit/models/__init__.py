@@ -140,6 +140,11 @@ def check_resolution_pow2(name: str, resolution: int, minimum: int = 8) -> int:
 from . import gan  # noqa: E402,F401  (registration order is the listing order)
 from . import dcgan  # noqa: E402,F401
 from . import cgan  # noqa: E402,F401
+from . import began  # noqa: E402,F401
+from . import lapgan  # noqa: E402,F401
+from . import stylegan  # noqa: E402,F401
+from . import infogan  # noqa: E402,F401
+from . import biggan  # noqa: E402,F401
 # isort: on
 
 __all__ = [

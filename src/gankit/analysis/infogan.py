@@ -1,0 +1,217 @@
+"""What an InfoGAN's codes control: code sweeps and how purely the categorical code picks a class.
+
+A sweep fixes each row's noise (and other codes) from a seed and varies one code along the
+columns, which is how the InfoGAN paper shows that the 10-way code picks the digit and the
+continuous codes its slant and width. `categorical_purity` puts a number on the first claim
+with a classifier: if each category of the code makes one digit, and different categories make
+different digits, the code has learned the classes without labels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.base import to_uint8
+from ..errors import UserError
+from ..latent import prior_of
+
+
+@dataclass
+class CodeSweep:
+    """A sweep of one code: images [rows, cols, C, H, W] in [-1, 1], the latents that made
+    them [rows, cols, nz], and the code value of each column."""
+
+    images: torch.Tensor
+    z: torch.Tensor
+    values: list[float]
+    code: str
+
+
+def _info_prior(G: nn.Module) -> Any:
+    prior = prior_of(G)
+    if not hasattr(prior, "with_codes"):
+        raise UserError("code sweeps need a generator with latent codes (an infogan model)")
+    return prior
+
+
+def parse_code(code: str, prior: Any) -> tuple[str, int]:
+    """'cat' / 'cat:i' / 'cont:i' -> (kind, index), checked against the prior's codes."""
+    kind, _, index = code.partition(":")
+    try:
+        i = int(index) if index else 0
+    except ValueError:
+        i = -1
+    count = {"cat": len(prior.categorical), "cont": prior.continuous}.get(kind)
+    if count is None or not 0 <= i < count:
+        raise UserError(
+            f"unknown code {code!r}; this model has cat:0..{len(prior.categorical) - 1} "
+            f"and cont:0..{prior.continuous - 1}"
+        )
+    return kind, i
+
+
+def sweep_latents(
+    prior: Any, code: str, seeds: Sequence[int], steps: int = 10, span: float = 2.0
+) -> tuple[torch.Tensor, list[float]]:
+    """Latents [len(seeds), cols, nz]: row r is seed r's latent with `code` set per column.
+
+    Columns are every category of a categorical code (`steps` is then ignored), or `steps`
+    evenly spaced values from -span to span of a continuous one (the prior draws them in
+    [-1, 1]; the paper goes to 2 to show that the code extrapolates).
+    """
+    kind, i = parse_code(code, prior)
+    base = prior.from_seeds(list(seeds))
+    if kind == "cat":
+        values: list[float] = [float(v) for v in range(prior.categorical[i])]
+        cols = [prior.with_codes(base, categorical={i: int(v)}) for v in values]
+    else:
+        values = torch.linspace(-span, span, steps).tolist()
+        cols = [prior.with_codes(base, continuous={i: v}) for v in values]
+    return torch.stack(cols, dim=1), values
+
+
+@torch.no_grad()
+def code_sweep(
+    G: nn.Module,
+    code: str,
+    seeds: Sequence[int],
+    steps: int = 10,
+    span: float = 2.0,
+) -> CodeSweep:
+    """Images with rows = seeds (fixed noise and other codes) and columns = values of `code`.
+
+    Args:
+        G: an InfoGAN generator (it carries an `InfoPrior`).
+        code: 'cat' (or 'cat:i') for a categorical code, 'cont:i' for continuous code i.
+        seeds: one row per seed.
+        steps: columns of a continuous sweep.
+        span: a continuous sweep goes from -span to span.
+    """
+    prior = _info_prior(G)
+    z, values = sweep_latents(prior, code, seeds, steps, span)
+    rows, cols = z.shape[:2]
+    device = next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    try:
+        images = G(z.flatten(0, 1).to(device)).float().cpu()
+    finally:
+        G.train(was_training)
+    return CodeSweep(images.view(rows, cols, *images.shape[1:]), z, values, code)
+
+
+def save_code_sweep_figure(
+    G: nn.Module,
+    path: str | os.PathLike,
+    seeds: Sequence[int] = range(8),
+    steps: int = 10,
+    span: float = 2.0,
+    title: str | None = None,
+) -> Path:
+    """A PNG with one titled panel per code: each categorical code, then each continuous one.
+
+    Returns:
+        the path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..viz import grid_image
+
+    prior = _info_prior(G)
+    codes = [f"cat:{i}" for i in range(len(prior.categorical))]
+    codes += [f"cont:{i}" for i in range(prior.continuous)]
+    fig, axes = plt.subplots(1, len(codes), figsize=(4.2 * len(codes), 4.4), squeeze=False)
+    for ax, code in zip(axes[0], codes, strict=True):
+        sweep = code_sweep(G, code, seeds, steps, span)
+        rows, cols = sweep.images.shape[:2]
+        grid = grid_image(sweep.images.flatten(0, 1), nrow=cols)
+        cmap = "gray" if grid.mode == "L" else None
+        ax.imshow(grid, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+        kind, i = parse_code(code, prior)
+        if kind == "cat":
+            label = f"categorical code {i}: category 0..{cols - 1} per column"
+        else:
+            label = f"continuous code {i}: {-span:g} to {span:g}"
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("code value")
+        ax.set_ylabel(f"{rows} seeds (noise fixed per row)")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+@torch.no_grad()
+def categorical_purity(
+    G: nn.Module,
+    classifier_fn: Callable[[torch.Tensor], torch.Tensor],
+    n_per_code: int = 500,
+    seed: int = 0,
+    code: int = 0,
+    batch_size: int = 250,
+) -> dict[str, Any]:
+    """How purely each category of categorical code `code` makes one class.
+
+    For each category, `n_per_code` samples with random noise and random other codes are
+    classified; the category's purity is the share of its samples in its majority class.
+
+    Args:
+        G: an InfoGAN generator.
+        classifier_fn: uint8 images [B, C, H, W] -> class ids [B] (or logits [B, K], whose
+            argmax is taken), e.g. `find_classifier("mnist").classify`.
+        n_per_code: samples per category.
+        seed: seeds the draw of noise and other codes.
+        code: which categorical code.
+        batch_size: images per G forward.
+    Returns:
+        {"purity": mean purity over categories, "distinct_classes": how many different
+        majority classes the categories cover (10 for a one-to-one map on MNIST),
+        "majority": majority class per category, "per_code": purity per category,
+        "n_per_code": n_per_code}.
+    """
+    prior = _info_prior(G)
+    parse_code(f"cat:{code}", prior)
+    device = next(G.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    was_training = G.training
+    G.eval()
+    majority: list[int] = []
+    purity: list[float] = []
+    try:
+        for value in range(prior.categorical[code]):
+            ids = []
+            for start in range(0, n_per_code, batch_size):
+                n = min(batch_size, n_per_code - start)
+                z = prior.with_codes(prior.sample(n, generator=g), categorical={code: value})
+                out = torch.as_tensor(classifier_fn(to_uint8(G(z.to(device)))))
+                ids.append(out.argmax(1) if out.dim() == 2 else out.long())
+            counts = torch.bincount(torch.cat(ids).cpu())
+            majority.append(int(counts.argmax()))
+            purity.append(float(counts.max()) / n_per_code)
+    finally:
+        G.train(was_training)
+    return {
+        "purity": sum(purity) / len(purity),
+        "distinct_classes": len(set(majority)),
+        "majority": majority,
+        "per_code": purity,
+        "n_per_code": n_per_code,
+    }
