@@ -448,7 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run folder or checkpoint .safetensors file")
     s.add_argument("--seeds", help="e.g. 0-63 or 1,5,9 (default 0-63; 0-9 per class row)")
     s.add_argument("--class", dest="label", type=int, help="class label (conditional models)")
-    s.add_argument("--trunc", type=float, help="truncation threshold for z (e.g. 1.0)")
+    s.add_argument(
+        "--trunc",
+        type=float,
+        help="truncation: threshold for z (e.g. 1.0); psi in w for stylegan (e.g. 0.7)",
+    )
     s.add_argument("--out", default="samples.png", help="grid .png, .npz, or a folder")
     s.add_argument("--no-ema", action="store_true", help="use G instead of G_ema")
     s.add_argument("--device", default="cpu")

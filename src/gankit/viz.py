@@ -113,6 +113,20 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return out
 
 
+# Logged quantities beyond the losses, drawn in a third panel when a run has them.
+EXTRA_CURVES = {
+    "k": "BEGAN k_t",
+    "m_global": "BEGAN M_global",
+    "w_dist": "critic's W estimate",
+    "gp": "gradient penalty",
+    "grad_norm": "||grad D|| on interpolates",
+    "r1": "R1",
+    "info_cat": "InfoGAN categorical CE",
+    "info_cont": "InfoGAN continuous NLL",
+    "ortho": "orthogonality",
+}
+
+
 def plot_losses(
     metrics_path: str | os.PathLike, out: str | os.PathLike, title: str | None = None
 ) -> Path | None:
@@ -126,7 +140,9 @@ def plot_losses(
     if not recs:
         return None
     kimg = [r["kimg"] for r in recs]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    extra = [k for k in EXTRA_CURVES if k in recs[0]]
+    fig, axes = plt.subplots(1, 3 if extra else 2, figsize=(16 if extra else 11, 3.8))
+    ax1, ax2 = axes[0], axes[1]
     for key, lab in (("loss_d", "D loss"), ("loss_g", "G loss")):
         if key in recs[0]:
             ax1.plot(kimg, [r.get(key, float("nan")) for r in recs], label=lab)
@@ -134,15 +150,29 @@ def plot_losses(
     ax1.set_ylabel("loss")
     ax1.legend()
     ax1.grid(alpha=0.3)
+    seen: list[float] = []
     for key, lab in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
         if key in recs[0]:
-            ax2.plot(kimg, [r.get(key, float("nan")) for r in recs], label=lab)
-    ax2.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax2.set_ylim(-0.02, 1.02)
+            values = [r.get(key, float("nan")) for r in recs]
+            seen += [v for v in values if v == v]
+            ax2.plot(kimg, values, label=lab)
+    if seen and min(seen) >= 0.0 and max(seen) <= 1.0:  # probabilities (the BCE objectives)
+        ax2.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax2.set_ylim(-0.02, 1.02)
+        ax2.set_ylabel("mean discriminator output")
+    else:  # scores (Wasserstein, hinge, least squares) or BEGAN's reconstruction errors
+        ax2.set_ylabel("mean D output (not a probability)")
     ax2.set_xlabel("kimg")
-    ax2.set_ylabel("mean discriminator output")
     ax2.legend()
     ax2.grid(alpha=0.3)
+    if extra:
+        for key in extra:
+            axes[2].plot(kimg, [r.get(key, float("nan")) for r in recs], label=EXTRA_CURVES[key])
+        axes[2].set_xlabel("kimg")
+        axes[2].set_ylabel("value")
+        axes[2].set_title("objective state and regularisers", fontsize=9)
+        axes[2].legend(fontsize=8)
+        axes[2].grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
