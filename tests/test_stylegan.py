@@ -255,3 +255,22 @@ def test_one_step_with_the_model_defaults_runs_r1(tmp_path):
     assert torch.isfinite(logs["loss_d"]) and torch.isfinite(logs["loss_g"])
     assert tr.G.w_avg.abs().sum() > 0  # the running mean of w moved
     torch.testing.assert_close(tr.G_ema.w_avg, tr.G.w_avg)  # and the EMA copy carries it
+
+
+def test_sampling_applies_truncation_in_w_space():
+    """`gankit sample --trunc psi` on a StyleGAN pulls w towards w_avg, inside G."""
+    from gankit.sampling import LoadedRun, generate
+
+    torch.manual_seed(0)
+    m = create_model("stylegan", **tiny_overrides("stylegan"))
+    m.G.w_avg.normal_()  # a non-trivial average, so that psi -> 0 has somewhere to go
+    run = LoadedRun(
+        checkpoint=None, model=m, G=m.G.eval(), used_ema=False, device=torch.device("cpu")
+    )
+    plain = generate(run, [0, 1])
+    torch.testing.assert_close(generate(run, [0, 1], truncation=1.0), plain)
+    near_avg = generate(run, [0, 1], truncation=1e-6)
+    torch.testing.assert_close(near_avg[0], near_avg[1], atol=1e-4, rtol=0)
+    assert not torch.allclose(plain[0], plain[1], atol=1e-3)
+    with pytest.raises(UserError, match=r"psi in \(0, 1\]"):
+        generate(run, [0], truncation=1.5)
