@@ -168,13 +168,16 @@ def main() -> None:
     print_summary(result, floor)
 
 
+def get(recs: list[dict], name: str, key: str | None = None) -> str:
+    """One table cell: metric `name` (or its detail `key`) from a list of records, or "-"."""
+    for r in recs:
+        if r["metric"] == name:
+            v = r["values"][key] if key else r["value"]
+            return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+    return "-"
+
+
 def print_summary(result: dict, floor: list[dict]) -> None:
-    def get(recs: list[dict], name: str, key: str | None = None) -> str:
-        for r in recs:
-            if r["metric"] == name:
-                v = r["values"][key] if key else r["value"]
-                return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
-        return "-"
 
     head = ("| row | images seen | FD 1k | FD 1k / floor | KID 1k | precision | recall | "
             "coverage | classifier IS | class acc | target |")  # fmt: skip

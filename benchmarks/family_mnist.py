@@ -245,12 +245,7 @@ def main() -> None:
 
 
 def print_table(result: dict) -> None:
-    def get(recs: list[dict], name: str, key: str | None = None) -> str:
-        for r in recs:
-            if r["metric"] == name:
-                v = r["values"][key] if key else r["value"]
-                return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
-        return "-"
+    from eval_mnist import get
 
     head = ("| model | images seen | img/s | FD 1k | / floor | best FD 1k in training | KID 1k | "
             "precision | recall | coverage | classifier IS | class acc |")  # fmt: skip

@@ -22,18 +22,22 @@ def seed_latents(seeds: Sequence[int], nz: int, truncation: float | None = None)
     for i, s in enumerate(seeds):
         g = torch.Generator().manual_seed(int(s))
         z = torch.randn(nz, generator=g)
-        if truncation is not None:
-            if truncation <= 0:
-                raise ValueError("truncation must be > 0")
-            for _ in range(1000):
-                bad = z.abs() > truncation
-                if not bad.any():
-                    break
-                z[bad] = torch.randn(int(bad.sum()), generator=g)
-            else:  # pragma: no cover - needs t ~ 0; clamp so the promise still holds
-                z = z.clamp(-truncation, truncation)
-        out[i] = z
+        out[i] = z if truncation is None else truncate_normal(z, truncation, g)
     return out
+
+
+def truncate_normal(z: torch.Tensor, truncation: float, g: torch.Generator) -> torch.Tensor:
+    """Redraw the components of N(0, 1) draws `z` that lie outside [-t, t], from `g`, until
+    none does: BigGAN's truncation trick (a truncated normal, never a rescaled one)."""
+    if truncation <= 0:
+        raise ValueError("truncation must be > 0")
+    z = z.clone()
+    for _ in range(1000):
+        bad = z.abs() > truncation
+        if not bad.any():
+            return z
+        z[bad] = torch.randn(int(bad.sum()), generator=g)
+    return z.clamp(-truncation, truncation)  # pragma: no cover - needs t ~ 0
 
 
 def class_grid(num_classes: int, cols: int) -> tuple[list[int], torch.Tensor]:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..latent import Prior
+from ..latent import Prior, truncate_normal
 from . import ModelSpec, UserError, register_model
 
 
@@ -79,13 +79,7 @@ class InfoPrior(Prior):
             cont = torch.rand(1, self.continuous, generator=g) * 2 - 1
             noise = torch.randn(1, self.noise_dim, generator=g)
             if truncation is not None:
-                for _ in range(1000):
-                    bad = noise.abs() > truncation
-                    if not bad.any():
-                        break
-                    noise[bad] = torch.randn(int(bad.sum()), generator=g)
-                else:  # pragma: no cover - needs t ~ 0; clamp so the promise still holds
-                    noise = noise.clamp(-truncation, truncation)
+                noise = truncate_normal(noise, truncation, g)
             out[i] = self.compose(noise, cats, cont)[0]
         return out
 
