@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .errors import UserError
+from .latent import prior_of
 from .registry import Configurable, Registry, build_from_spec
 
 Logs = dict[str, torch.Tensor]
@@ -211,8 +212,6 @@ class MutualInformation(Regulariser):
 
     def loss(self, step: Step) -> tuple[torch.Tensor, Logs]:
         """(weight * (CE + cont_weight * NLL), logs) for one step's fakes."""
-        from .latent import prior_of
-
         prior = prior_of(step.G)
         if not hasattr(prior, "split") or not hasattr(step.D, "q"):
             raise UserError(
