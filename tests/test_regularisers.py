@@ -212,3 +212,12 @@ def test_cli_accepts_reg_and_objective_options(capsys):
     out = capsys.readouterr().out
     assert "r1:gamma=5,ortho" in out and "rmsprop" in out
     assert main(["train", "dcgan", "--reg", "r9", "--dry-run"]) != 0
+
+
+@pytest.mark.parametrize("name", ["infogan", "wgan-gp", "stylegan", "biggan"])
+def test_regularisers_run_in_fp32_under_bf16_autocast(name, tmp_path):
+    """Each model's own regularisers (info, gp, r1, ortho) with a bf16 forward pass."""
+    tr = _trainer(name, tmp_path, precision="bf16")
+    assert tr.regularisers
+    logs = tr.train_step()
+    assert all(torch.isfinite(v) for v in logs.values())

@@ -310,7 +310,8 @@ class Trainer:
                     with torch.no_grad():
                         fake = G(z, y_fake)
                 loss_d, logs_d = obj.d_loss(D, real, fake.detach(), y_real, y_fake)
-            step = Step(G, D, real, y_real, fake.detach(), y_fake, z)
+            # fp32 (the fake is bf16 under autocast): regularisers run outside autocast
+            step = Step(G, D, real, y_real, fake.detach().float(), y_fake, z)
             loss_d = self._add_terms("d", loss_d, logs_d, step)
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -324,7 +325,8 @@ class Trainer:
                 z, y_fake = self._noise(self.cfg.batch_size)
                 fake = G(z, y_fake)
             loss_g, logs_g = obj.g_loss(D, fake, y_fake)
-        loss_g = self._add_terms("g", loss_g, logs_g, Step(G, D, None, None, fake, y_fake, z))
+        step = Step(G, D, None, None, fake.float(), y_fake, z)  # the cast keeps G's graph
+        loss_g = self._add_terms("g", loss_g, logs_g, step)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()
