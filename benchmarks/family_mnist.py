@@ -164,12 +164,14 @@ def plot_curves(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for row in result["rows"]:
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colours = plt.get_cmap("tab20").colors
+    for i, row in enumerate(result["rows"]):
         curve = row.get("fd_curve") or []
         if curve:
-            ax.plot([c["seconds"] for c in curve], [c["fd1k"] for c in curve], marker=".",
-                    label=row["label"])  # fmt: skip
+            ax.plot([c["seconds"] for c in curve], [c["fd1k"] for c in curve],
+                    marker="os^Dv"[i % 5], markersize=4, color=colours[(2 * i) % 20 + i // 10],
+                    linestyle=("-", "--")[i % 2], label=row["label"])  # fmt: skip
     floor = next((r["value"] for r in result["floor"] if r["metric"] == "fd1k_mnistcnn"), None)
     if floor is not None:
         ax.axhline(floor, color="k", linestyle=":", label="real held-out (floor)")
