@@ -178,7 +178,6 @@ def get(recs: list[dict], name: str, key: str | None = None) -> str:
 
 
 def print_summary(result: dict, floor: list[dict]) -> None:
-
     head = ("| row | images seen | FD 1k | FD 1k / floor | KID 1k | precision | recall | "
             "coverage | classifier IS | class acc | target |")  # fmt: skip
     print(head)
