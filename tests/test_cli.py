@@ -738,3 +738,19 @@ def test_entry_point_argparse_error_is_one_line(tmp_path: Path) -> None:
     result = cli_subprocess(tmp_path, "train", "dcgan", "--batch-size", "0.5")
     assert_user_error(result, "--batch-size", "invalid int value")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_probe_compares_trained_random_and_pixels(dcgan_run, capsys):
+    """`gankit probe` on the digits run: three rows, and a JSON report next to the run."""
+    from gankit.cli import main
+
+    run, _ = dcgan_run
+    out = Path("probe.json")
+    assert main(["probe", str(run), "--per-class", "5", "--test", "60", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    for row in ("trained D", "random D", "pixels"):
+        assert row in text
+    report = json.loads(out.read_text())
+    assert [r["name"] for r in report["results"]] == ["trained D", "random D", "pixels"]
+    assert all(r["train_examples"] == 50 and r["test_examples"] == 60 for r in report["results"])
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in report["results"])

@@ -285,6 +285,59 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    import torch
+
+    from .analysis.dfeatures import format_probe, probe_report
+    from .checkpoint import atomic_write_bytes
+    from .data import load_dataset
+    from .models import create_model
+    from .sampling import load
+
+    run = load(args.run)
+    if not run.checkpoint.has("D"):
+        raise UserError(f"{run.checkpoint.path} has no D weights to take features from")
+    rc = run.checkpoint.meta["run_config"]
+    mc, train = rc["model_config"], rc["train"]
+    data = args.data or train["data"]
+    common = {
+        "resolution": int(mc["resolution"]),
+        "channels": int(mc["channels"]),
+        "root": args.data_root or train.get("data_root"),
+        "download": not args.no_download,
+    }
+    tr = load_dataset(data, train=True, **common)
+    te = load_dataset(data, train=False, **common)
+    if tr.labels is None or te.labels is None:
+        raise UserError(f"{data} has no class labels; a probe needs labelled data")
+    n_test = len(te) if args.test is None else min(args.test, len(te))
+    torch.manual_seed(args.seed)
+    random_d = create_model(run.model.name, **mc).D
+    results = probe_report(
+        run.model.D,
+        random_d,
+        tr.batch(torch.arange(len(tr)))[0],
+        tr.labels,
+        te.batch(torch.arange(n_test))[0],
+        te.labels[:n_test],
+        per_class=args.per_class,
+        seed=args.seed,
+        C=args.C,
+        y_for_d=run.model.spec.conditional,
+    )
+    print(format_probe(results))
+    out = Path(args.out) if args.out else Path(run.checkpoint.path).parent.parent / "probe.json"
+    if Path(args.run).suffix == ".safetensors" and not args.out:
+        out = Path(args.run).with_suffix(".probe.json")
+    report = {"run": str(args.run), "nimg": run.checkpoint.nimg, "data": data,
+              "per_class": args.per_class, "results": [asdict(r) for r in results]}  # fmt: skip
+    atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
+    print(f"report: {out}")
+    return 0
+
+
 def cmd_memorisation(args: argparse.Namespace) -> int:
     from .analysis.memorisation import memorisation_report
     from .metrics.protocol import ExtractorOptions
@@ -478,6 +531,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-append", action="store_true", help="do not write RUN/eval.jsonl")
     e.add_argument("--device", default="cpu")
     e.add_argument("--verbose", action="store_true", help="say what is being computed")
+    pr = sub.add_parser(
+        "probe",
+        help="D as a feature extractor: a linear probe against random-D and pixel baselines",
+        description="Extract D's features as the DCGAN paper did (every conv layer max-pooled "
+        "to 4x4, concatenated), train an L2-regularised linear SVM on --per-class labelled "
+        "training images per class, and report test accuracy next to the same probe on a "
+        "randomly initialised D of the same architecture and on raw pixels.",
+    )
+    pr.add_argument("run", help="run folder or checkpoint .safetensors file")
+    pr.add_argument("--per-class", type=int, default=100, help="labels per class (default 100)")
+    pr.add_argument("--test", type=int, help="use only the first N test images")
+    pr.add_argument("--C", type=float, default=0.01, help="inverse L2 strength (default 0.01)")
+    pr.add_argument("--seed", type=int, default=0, help="label draw and random-D seed")
+    pr.add_argument("--data", help="labelled data (default: the run's)")
+    pr.add_argument("--data-root")
+    pr.add_argument("--no-download", action="store_true")
+    pr.add_argument("--out", help="JSON report (default RUN/probe.json)")
     m = sub.add_parser(
         "memorisation",
         help="nearest training image of each sample, against held-out real data",
@@ -518,6 +588,7 @@ COMMANDS = {
     "sample": cmd_sample,
     "eval": cmd_eval,
     "memorisation": cmd_memorisation,
+    "probe": cmd_probe,
     "models": cmd_models,
     "datasets": cmd_datasets,
     "objectives": cmd_objectives,

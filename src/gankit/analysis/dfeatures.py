@@ -1,0 +1,187 @@
+"""The discriminator as a feature extractor, the way the DCGAN paper used it.
+
+Radford et al. took every convolutional layer's activations of a trained D, max-pooled each to
+a 4x4 grid, flattened and concatenated them, and trained a regularised linear L2-SVM on top
+with few labels. `discriminator_features` does the extraction for any convolutional D (the
+activation modules' outputs are taken, so the features are what the next layer sees), and
+`linear_probe` trains scikit-learn's `LinearSVC` (squared hinge loss with an L2 penalty: the
+L2-SVM) on k labelled examples per class. `probe_report` runs the paper's comparison in one
+call: trained D against the same architecture freshly initialised, and raw pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+
+ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU)
+GRID = 4  # each layer is max-pooled to GRID x GRID, as in the paper
+
+
+def feature_layers(D: nn.Module) -> list[nn.Module]:
+    """The modules whose outputs are D's features: its activation modules (in order).
+
+    A D without activation modules (functional activations) falls back to its convolutions.
+    """
+    acts = [m for m in D.modules() if isinstance(m, ACTIVATIONS)]
+    if acts:
+        return acts
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise UserError(f"{type(D).__name__} has no convolutional layers to take features from")
+    return convs
+
+
+@torch.no_grad()
+def discriminator_features(
+    D: nn.Module,
+    images: torch.Tensor,
+    y: torch.Tensor | None = None,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """[N, F] features: every feature layer's 4D output max-pooled to 4x4, flattened, joined.
+
+    Args:
+        D: a discriminator (put in eval mode here, so batch norm uses its running statistics).
+        images: float images in [-1, 1], [N, C, H, W], on D's device or the CPU.
+        y: class labels for a conditional D (its forward needs them).
+    Returns:
+        float32 CPU tensor; F = sum over feature layers of channels x 16.
+    """
+    layers = feature_layers(D)
+    grabbed: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        if output.dim() == 4:  # skip dense layers (MLP heads); the paper used conv layers
+            grabbed.append(F.adaptive_max_pool2d(output.float(), GRID).flatten(1))
+
+    handles = [m.register_forward_hook(hook) for m in layers]
+    was_training = D.training
+    D.eval()
+    device = next(D.parameters()).device
+    out = []
+    try:
+        for i in range(0, images.shape[0], batch_size):
+            grabbed.clear()
+            x = images[i : i + batch_size].to(device).float()
+            D(x, None if y is None else y[i : i + batch_size].to(device))
+            if not grabbed:
+                raise UserError(f"{type(D).__name__} produced no convolutional feature maps")
+            out.append(torch.cat(grabbed, dim=1).cpu())
+    finally:
+        for h in handles:
+            h.remove()
+        D.train(was_training)
+    return torch.cat(out)
+
+
+def feature_size(D: nn.Module, channels: int, resolution: int) -> int:
+    """The length of `discriminator_features` for one image, by the formula (channels x 16)."""
+    sizes: list[int] = []
+    hooks = [
+        m.register_forward_hook(
+            lambda _m, _i, o: sizes.append(o.shape[1]) if o.dim() == 4 else None
+        )
+        for m in feature_layers(D)
+    ]
+    was_training = D.training
+    D.eval()
+    try:
+        with torch.no_grad():
+            D(torch.zeros(1, channels, resolution, resolution, device=next(D.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+        D.train(was_training)
+    return sum(sizes) * GRID * GRID
+
+
+def few_labels(labels: torch.Tensor, per_class: int, seed: int = 0) -> torch.Tensor:
+    """Indices of `per_class` examples of each class, drawn with `seed` (sorted)."""
+    g = torch.Generator().manual_seed(seed)
+    picked = []
+    for c in labels.unique().tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        if idx.numel() < per_class:
+            raise UserError(f"class {c} has only {idx.numel()} examples; lower --per-class")
+        picked.append(idx[torch.randperm(idx.numel(), generator=g)[:per_class]])
+    return torch.cat(picked).sort().values
+
+
+@dataclass
+class ProbeResult:
+    name: str
+    accuracy: float
+    features: int
+    train_examples: int
+    test_examples: int
+    C: float
+
+
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    *,
+    C: float = 0.01,
+    name: str = "features",
+) -> ProbeResult:
+    """Test accuracy of an L2-regularised linear L2-SVM (standardised features)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    clf = make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=5000))
+    clf.fit(train_x.numpy(), train_y.numpy())
+    acc = float(np.mean(clf.predict(test_x.numpy()) == test_y.numpy()))
+    return ProbeResult(name, acc, int(train_x.shape[1]), len(train_y), len(test_y), C)
+
+
+def probe_report(
+    D_trained: nn.Module,
+    D_random: nn.Module,
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    *,
+    per_class: int = 100,
+    seed: int = 0,
+    C: float = 0.01,
+    y_for_d: bool = False,
+) -> list[ProbeResult]:
+    """The paper's comparison: the same probe on trained-D features, random-D features and
+    raw pixels, with `per_class` labelled training images per class. Images are in [-1, 1].
+
+    `y_for_d` passes the true labels to a conditional D (its features then see the label).
+    """
+    idx = few_labels(train_labels, per_class, seed)
+    xs, ys = train_images[idx], train_labels[idx]
+    results = []
+    for name, D in (("trained D", D_trained), ("random D", D_random)):
+        f_tr = discriminator_features(D, xs, ys if y_for_d else None)
+        f_te = discriminator_features(D, test_images, test_labels if y_for_d else None)
+        results.append(linear_probe(f_tr, ys, f_te, test_labels, C=C, name=name))
+    results.append(
+        linear_probe(xs.flatten(1), ys, test_images.flatten(1), test_labels, C=C, name="pixels")
+    )
+    return results
+
+
+def format_probe(results: Sequence[ProbeResult]) -> str:
+    """A small text table of probe results."""
+    lines = [f"{'features':<10}  {'accuracy':>8}  {'dims':>6}  {'train':>5}  {'test':>5}"]
+    for r in results:
+        lines.append(
+            f"{r.name:<10}  {r.accuracy:>8.2%}  {r.features:>6}  {r.train_examples:>5}  "
+            f"{r.test_examples:>5}"
+        )
+    return "\n".join(lines)

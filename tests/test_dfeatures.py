@@ -1,0 +1,85 @@
+"""The discriminator as a feature extractor (DCGAN paper) and the linear probe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gankit.analysis.dfeatures import (
+    discriminator_features,
+    feature_size,
+    few_labels,
+    linear_probe,
+    probe_report,
+)
+from gankit.errors import UserError
+from gankit.models import create_model
+
+from .conftest import tiny_overrides
+
+
+def _dcgan_d(seed: int = 0):
+    torch.manual_seed(seed)
+    return create_model("dcgan", **tiny_overrides("dcgan")).D  # 16x16, ndf 8
+
+
+def test_feature_size_follows_the_formula():
+    D = _dcgan_d()
+    x = torch.rand(5, 1, 16, 16) * 2 - 1
+    feats = discriminator_features(D, x)
+    # two LeakyReLU layers: 8 channels at 8x8 and 16 at 4x4, each pooled to 4x4
+    assert feats.shape == (5, (8 + 16) * 16)
+    assert feature_size(D, 1, 16) == feats.shape[1]
+
+
+def test_features_are_each_layer_max_pooled_to_4x4():
+    D = _dcgan_d().eval()
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    first = F.leaky_relu(D.net.main[0](x), 0.2)  # the first conv + activation, by hand
+    expected = F.adaptive_max_pool2d(first, 4).flatten(1)
+    torch.testing.assert_close(discriminator_features(D, x)[:, : expected.shape[1]], expected)
+    assert D.training is False  # left as it was
+
+
+def test_features_use_running_statistics_not_the_batch():
+    D = _dcgan_d()
+    x = torch.rand(6, 1, 16, 16) * 2 - 1
+    alone = discriminator_features(D, x[:1])
+    together = discriminator_features(D, x)[:1]
+    torch.testing.assert_close(alone, together)  # eval mode: one image does not see the others
+
+
+def test_probe_separates_separable_features():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 20, generator=g) * 5
+    y = torch.arange(300) % 3
+    x = centres[y] + torch.randn(300, 20, generator=g)
+    res = linear_probe(x[:150], y[:150], x[150:], y[150:], C=1.0)
+    assert res.accuracy >= 0.99
+    shuffled = y[:150][torch.randperm(150, generator=g)]
+    chance = linear_probe(x[:150], shuffled, x[150:], y[150:])
+    assert chance.accuracy < 0.6  # with labels that mean nothing it cannot score
+
+
+def test_few_labels_draws_k_per_class():
+    labels = torch.arange(100) % 4
+    idx = few_labels(labels, 5, seed=1)
+    assert torch.bincount(labels[idx]).tolist() == [5, 5, 5, 5]
+    assert torch.equal(idx, few_labels(labels, 5, seed=1))
+    assert not torch.equal(idx, few_labels(labels, 5, seed=2))
+    with pytest.raises(UserError, match="only 25 examples"):
+        few_labels(labels, 30)
+
+
+def test_probe_report_compares_three_feature_sets():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(120) % 3
+    images = (torch.rand(120, 1, 16, 16, generator=g) * 0.2 - 1).clone()
+    for c in range(3):  # a bright bar whose position is the class
+        images[y == c, :, 2 + 5 * c : 5 + 5 * c, :] = 1.0
+    res = probe_report(_dcgan_d(0), _dcgan_d(1), images[:60], y[:60], images[60:], y[60:],
+                       per_class=10)  # fmt: skip
+    assert [r.name for r in res] == ["trained D", "random D", "pixels"]
+    assert all(r.train_examples == 30 and r.test_examples == 60 for r in res)
+    assert res[2].accuracy == 1.0  # the bars are linearly separable in pixels
