@@ -328,9 +328,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
         y_for_d=run.model.spec.conditional,
     )
     print(format_probe(results))
-    out = Path(args.out) if args.out else Path(run.checkpoint.path).parent.parent / "probe.json"
-    if Path(args.run).suffix == ".safetensors" and not args.out:
+    if args.out:
+        out = Path(args.out)
+    elif Path(args.run).suffix == ".safetensors":
         out = Path(args.run).with_suffix(".probe.json")
+    else:
+        out = Path(args.run) / "probe.json"
     report = {"run": str(args.run), "nimg": run.checkpoint.nimg, "data": data,
               "per_class": args.per_class, "results": [asdict(r) for r in results]}  # fmt: skip
     atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())

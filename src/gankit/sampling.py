@@ -139,6 +139,7 @@ def generate(
     if in_w and truncation is not None and truncation > 1:
         raise UserError(f"{run.model.name} takes a truncation psi in (0, 1] (got {truncation})")
     z = prior_of(run.G).from_seeds(list(seeds), truncation=None if in_w else truncation)
+    w_kwargs = {"truncation": truncation} if in_w and truncation is not None else {}
     y: torch.Tensor | None = None
     if run.num_classes:
         if labels is None:
@@ -154,10 +155,7 @@ def generate(
     for i in range(0, z.shape[0], batch_size):
         zi = z[i : i + batch_size].to(run.device)
         yi = None if y is None else y[i : i + batch_size].to(run.device)
-        if in_w and truncation is not None:
-            out.append(run.G(zi, yi, truncation=truncation).float().cpu())
-        else:
-            out.append(run.G(zi, yi).float().cpu())
+        out.append(run.G(zi, yi, **w_kwargs).float().cpu())
     return torch.cat(out)
 
 

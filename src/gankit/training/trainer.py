@@ -282,9 +282,21 @@ class Trainer:
         return z, y
 
     def _add_terms(
-        self, which: str, loss: torch.Tensor, logs: dict[str, torch.Tensor], step: Step
+        self,
+        which: str,
+        loss: torch.Tensor,
+        logs: dict[str, torch.Tensor],
+        real: torch.Tensor | None,
+        y_real: torch.Tensor | None,
+        fake: torch.Tensor,
+        y_fake: torch.Tensor | None,
+        z: torch.Tensor,
     ) -> torch.Tensor:
-        """Add each regulariser's D or G term (in fp32, outside autocast) to `loss`."""
+        """Add each regulariser's D or G term to `loss`. They run outside autocast, so they
+        get the fake in fp32 (it is bf16 under autocast; the cast keeps G's graph)."""
+        if not self.regularisers:
+            return loss
+        step = Step(self.G, self.D, real, y_real, fake.float(), y_fake, z)
         for reg in self.regularisers:
             term = reg.d_term(step) if which == "d" else reg.g_term(step)
             if term is not None:
@@ -310,9 +322,7 @@ class Trainer:
                     with torch.no_grad():
                         fake = G(z, y_fake)
                 loss_d, logs_d = obj.d_loss(D, real, fake.detach(), y_real, y_fake)
-            # fp32 (the fake is bf16 under autocast): regularisers run outside autocast
-            step = Step(G, D, real, y_real, fake.detach().float(), y_fake, z)
-            loss_d = self._add_terms("d", loss_d, logs_d, step)
+            loss_d = self._add_terms("d", loss_d, logs_d, real, y_real, fake.detach(), y_fake, z)
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
@@ -325,8 +335,7 @@ class Trainer:
                 z, y_fake = self._noise(self.cfg.batch_size)
                 fake = G(z, y_fake)
             loss_g, logs_g = obj.g_loss(D, fake, y_fake)
-        step = Step(G, D, None, None, fake.float(), y_fake, z)  # the cast keeps G's graph
-        loss_g = self._add_terms("g", loss_g, logs_g, step)
+        loss_g = self._add_terms("g", loss_g, logs_g, None, None, fake, y_fake, z)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()
