@@ -50,3 +50,24 @@ def synthetic_dataset(
 @pytest.fixture
 def tiny_data() -> ImageDataset:
     return synthetic_dataset()
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A dcgan trained for 4 steps on the bundled digits at 16x16 (quality is irrelevant).
+    Shared by the analysis tests; they may write figures into it, never change its weights."""
+    from gankit.training import train
+
+    run = tmp_path_factory.mktemp("digits") / "run"
+    train(
+        "dcgan",
+        "digits",
+        run_dir=run,
+        model_overrides=tiny_overrides("dcgan"),
+        kimg=0.064,
+        batch_size=16,
+        log_every=1,
+        progress=False,
+        tensorboard=False,
+    )
+    return run

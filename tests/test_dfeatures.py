@@ -83,3 +83,35 @@ def test_probe_report_compares_three_feature_sets():
     assert [r.name for r in res] == ["trained D", "random D", "pixels"]
     assert all(r.train_examples == 30 and r.test_examples == 60 for r in res)
     assert res[2].accuracy == 1.0  # the bars are linearly separable in pixels
+
+
+def test_probe_chooses_c_by_cross_validation_on_the_training_labels():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 20, generator=g) * 5
+    y = torch.arange(300) % 3
+    x = centres[y] + torch.randn(300, 20, generator=g)
+    res = linear_probe(x[:150], y[:150], x[150:], y[150:], C=(0.001, 1.0))
+    assert res.C in (0.001, 1.0) and res.cv_accuracy is not None and res.cv_accuracy > 0.9
+    with pytest.raises(UserError, match="2 labelled examples"):
+        linear_probe(x[:4], torch.tensor([0, 1, 2, 2]), x[4:10], y[4:10], C=(0.1, 1.0))
+
+
+def test_a_conditional_d_never_sees_the_true_labels():
+    """Images carry no class information; a probe that fed D the true labels would read the
+    class off D's label plane and score ~100%. With a fixed label it stays near chance."""
+    from gankit.models import create_model
+
+    from .conftest import tiny_overrides
+
+    torch.manual_seed(0)
+    D = create_model("cdcgan", **tiny_overrides("cdcgan")).D.eval()
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(240, 1, 16, 16, generator=g) * 2 - 1
+    y = torch.randint(0, 3, (240,), generator=g)
+    res = probe_report(D, D, images[:120], y[:120], images[120:], y[120:], per_class=20,
+                       C=1.0, fixed_label=0)  # fmt: skip
+    assert res[0].accuracy < 0.6
+    leaked = discriminator_features(D, images, y)  # what feeding the true labels would give
+    tr, te = few_labels(y[:120], 20), torch.arange(120, 240)
+    cheat = linear_probe(leaked[tr], y[tr], leaked[te], y[te], C=1.0)
+    assert cheat.accuracy > 0.9  # so the test above can fail

@@ -57,5 +57,5 @@ def test_smoothness_finds_a_jump():
     frames = torch.linspace(0, 1, 10)[:, None, None, None].expand(10, 1, 4, 4).clone()
     even = smoothness(frames)
     assert abs(even.max_over_mean - 1.0) < 1e-5  # equal steps
-    frames[5:] += 1.0  # a jump between frames 4 and 5
+    frames[5:] += 2.0  # a jump between frames 4 and 5
     assert smoothness(frames).max_over_mean > 5

@@ -20,9 +20,6 @@ from gankit.analysis.memorisation import (
 )
 from gankit.errors import UserError
 from gankit.metrics.features import FeatureExtractor, Features, weights_checksum
-from gankit.training import train
-
-from .conftest import tiny_overrides
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -187,24 +184,6 @@ def test_figure_is_a_png(tmp_path: Path, channels: int) -> None:
 
 
 # ----------------------------------------------------------------------------- report
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A dcgan trained for 4 steps on the bundled digits at 16x16 (quality is irrelevant)."""
-    run = tmp_path_factory.mktemp("mem") / "run"
-    train(
-        "dcgan",
-        "digits",
-        run_dir=run,
-        model_overrides=tiny_overrides("dcgan"),
-        kimg=0.064,
-        batch_size=16,
-        log_every=1,
-        progress=False,
-        tensorboard=False,
-    )
-    return run
 
 
 def test_report_end_to_end(digits_run: Path, tmp_path: Path) -> None:

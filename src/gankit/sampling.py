@@ -139,16 +139,40 @@ def generate(
     if in_w and truncation is not None and truncation > 1:
         raise UserError(f"{run.model.name} takes a truncation psi in (0, 1] (got {truncation})")
     z = prior_of(run.G).from_seeds(list(seeds), truncation=None if in_w else truncation)
-    w_kwargs = {"truncation": truncation} if in_w and truncation is not None else {}
+    return render(run, z, labels, truncation if in_w else None, batch_size)
+
+
+@torch.no_grad()
+def render(
+    run: LoadedRun,
+    z: torch.Tensor,
+    labels: Sequence[int] | torch.Tensor | None = None,
+    w_truncation: float | None = None,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Images in [-1, 1] (CPU) for given latents: walks and arithmetic make their own z.
+
+    Args:
+        z: [N, nz] latents (from `prior_of(run.G)`).
+        labels: for a conditional model, integer labels [N] or float class weights [N, K]
+            (a one-hot row is that class; a mix interpolates the class embeddings).
+        w_truncation: psi for a model truncated in w (StyleGAN), applied inside G.
+    """
+    w_kwargs = {"truncation": w_truncation} if w_truncation is not None else {}
     y: torch.Tensor | None = None
     if run.num_classes:
         if labels is None:
             raise UserError(f"{run.model.name} is class-conditional: give class labels")
-        y = torch.as_tensor(labels, dtype=torch.long)
-        if y.numel() != z.shape[0]:
-            raise ValueError("one label per seed is needed")
-        for c in y.unique().tolist():
-            check_class(run, int(c))
+        y = torch.as_tensor(labels)
+        if y.shape[0] != z.shape[0]:
+            raise ValueError("one label per latent is needed")
+        if y.is_floating_point():
+            if y.dim() != 2 or y.shape[1] != run.num_classes:
+                raise ValueError(f"class weights must be [N, {run.num_classes}]")
+        else:
+            y = y.long()
+            for c in y.unique().tolist():
+                check_class(run, int(c))
     elif labels is not None:
         raise UserError(f"{run.model.name} is not class-conditional; drop --class")
     out = []

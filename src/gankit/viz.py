@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -82,18 +83,31 @@ def save_gif(
             text = Path(f).stem
             draw.rectangle((0, 0, 7 * len(text) + 4, 12), fill=(0, 0, 0))
             draw.text((2, 0), text, fill=(255, 255, 0))
-        images.append(im.convert("P", palette=Image.ADAPTIVE))
+        images.append(im)
+    return save_gif_images(images, path, duration_ms, linger=6)
+
+
+def save_gif_images(
+    images: Sequence[Image.Image],
+    path: str | os.PathLike,
+    duration_ms: int = 250,
+    linger: int = 1,
+) -> Path:
+    """An animated GIF of PIL images, looping; the last frame stays `linger` times longer."""
     import io
 
+    frames = [im.convert("RGB").convert("P", palette=Image.ADAPTIVE) for im in images]
+    if not frames:
+        raise ValueError("no frames for the animation")
     buf = io.BytesIO()
-    durations = [duration_ms] * (len(images) - 1) + [duration_ms * 6]  # linger on the result
-    images[0].save(
+    durations = [duration_ms] * (len(frames) - 1) + [duration_ms * linger]
+    frames[0].save(
         buf,
         format="GIF",
         save_all=True,
-        append_images=images[1:],
+        append_images=frames[1:],
         loop=0,
-        duration=durations if len(images) > 1 else duration_ms,
+        duration=durations if len(frames) > 1 else duration_ms,
     )
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
@@ -176,12 +190,8 @@ def plot_losses(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    import io
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(out, buf.getvalue())
+    save_figure(fig, out, dpi=100)
     return Path(out)
 
 
@@ -218,10 +228,60 @@ def save_scatter(
     if title:
         ax.set_title(title, fontsize=9)
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.08, top=0.92)
+
+    save_figure(fig, path, dpi=100)
+    return Path(path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as a PNG atomically and close it (figures pile up otherwise)."""
     import io
 
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def save_labelled_rows(
+    rows: Sequence[torch.Tensor],
+    labels: Sequence[str],
+    path: str | os.PathLike,
+    title: str | None = None,
+    scale: int | None = None,
+) -> Path:
+    """A grid with a text label left of each row (e.g. "psi 0.5"), as a PNG.
+
+    Args:
+        rows: images in [-1, 1] per row, [n_i, C, H, W] each (rows may differ in length).
+        labels: one label per row.
+        path: the PNG to write.
+        title: drawn above the grid.
+        scale: pixel enlargement (default 2 for images of <= 32 pixels).
+    """
+    from PIL import ImageDraw
+
+    if len(rows) != len(labels) or not rows:
+        raise ValueError("one label per row, at least one row")
+    side = rows[0].shape[-1]
+    scale = scale or (2 if side <= 32 else 1)
+    cols = max(r.shape[0] for r in rows)
+    strips = [grid_image(r, nrow=cols).convert("RGB") for r in rows]
+    strips = [s.resize((s.width * scale, s.height * scale), Image.NEAREST) for s in strips]
+    label_w = 7 * max(len(t) for t in labels) + 10
+    title_h = 16 if title else 0
+    width = label_w + max(s.width for s in strips)
+    canvas = Image.new("RGB", (width, title_h + sum(s.height for s in strips)), "white")
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((4, 2), title, fill=(0, 0, 0))
+    y = title_h
+    for strip, text in zip(strips, labels, strict=True):
+        canvas.paste(strip, (label_w, y))
+        draw.text((4, y + strip.height // 2 - 6), text, fill=(0, 0, 0))
+        y += strip.height
+    atomic_write_bytes(path, _png_bytes(canvas))
     return Path(path)

@@ -11,8 +11,10 @@ call: trained D against the same architecture freshly initialised, and raw pixel
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,6 +117,9 @@ def few_labels(labels: torch.Tensor, per_class: int, seed: int = 0) -> torch.Ten
     return torch.cat(picked).sort().values
 
 
+C_GRID = (0.001, 0.01, 0.1)  # searched by cross-validation on the labelled set only
+
+
 @dataclass
 class ProbeResult:
     name: str
@@ -123,6 +128,7 @@ class ProbeResult:
     train_examples: int
     test_examples: int
     C: float
+    cv_accuracy: float | None = None  # mean cross-validated accuracy of the chosen C
 
 
 def linear_probe(
@@ -131,18 +137,51 @@ def linear_probe(
     test_x: torch.Tensor,
     test_y: torch.Tensor,
     *,
-    C: float = 0.01,
+    C: float | Sequence[float] = C_GRID,
     name: str = "features",
+    n_jobs: int | None = None,
 ) -> ProbeResult:
-    """Test accuracy of an L2-regularised linear L2-SVM (standardised features)."""
+    """Test accuracy of an L2-regularised linear L2-SVM on standardised features.
+
+    Args:
+        C: the inverse regularisation strength, or several to choose from by stratified
+            3-fold cross-validation on the *training* examples (the test set is never used to
+            choose), so that each feature set gets its best regularisation fairly. The search
+            fits at a looser tolerance (1e-3); the final fit at scikit-learn's default.
+        n_jobs: parallel fits of the search (scikit-learn's meaning).
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    clf = make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=5000))
-    clf.fit(train_x.numpy(), train_y.numpy())
+    clf = make_pipeline(StandardScaler(), LinearSVC(C=1.0, max_iter=5000))
+    x, y = train_x.numpy(), train_y.numpy()
+    cv_acc = search = None
+    chosen = 1.0
+    if isinstance(C, (int, float)):
+        chosen = float(C)
+    else:
+        folds = min(3, int(np.bincount(y).min()))
+        if folds < 2:
+            raise UserError("choosing C needs at least 2 labelled examples per class")
+        search = GridSearchCV(
+            make_pipeline(StandardScaler(), LinearSVC(C=1.0, max_iter=5000, tol=1e-3)),
+            {"linearsvc__C": [float(c) for c in C]},
+            cv=StratifiedKFold(folds, shuffle=True, random_state=0),
+            n_jobs=n_jobs,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a near-converged SVM is fine here
+        if search is not None:
+            search.fit(x, y)
+            chosen = float(search.best_params_["linearsvc__C"])
+            cv_acc = float(search.best_score_)
+        clf.set_params(linearsvc__C=chosen)
+        clf.fit(x, y)
     acc = float(np.mean(clf.predict(test_x.numpy()) == test_y.numpy()))
-    return ProbeResult(name, acc, int(train_x.shape[1]), len(train_y), len(test_y), C)
+    return ProbeResult(name, acc, int(x.shape[1]), len(y), len(test_y), chosen, cv_acc)
 
 
 def probe_report(
@@ -155,20 +194,25 @@ def probe_report(
     *,
     per_class: int = 100,
     seed: int = 0,
-    C: float = 0.01,
-    y_for_d: bool = False,
+    C: float | Sequence[float] = C_GRID,
+    fixed_label: int | None = None,
 ) -> list[ProbeResult]:
     """The paper's comparison: the same probe on trained-D features, random-D features and
     raw pixels, with `per_class` labelled training images per class. Images are in [-1, 1].
 
-    `y_for_d` passes the true labels to a conditional D (its features then see the label).
+    `fixed_label`: a conditional D needs a label in its forward pass; every image gets this one
+    (never its true label, which would hand the answer to the probe).
     """
     idx = few_labels(train_labels, per_class, seed)
     xs, ys = train_images[idx], train_labels[idx]
+
+    def const(n: int) -> torch.Tensor | None:
+        return None if fixed_label is None else torch.full((n,), fixed_label, dtype=torch.long)
+
     results = []
     for name, D in (("trained D", D_trained), ("random D", D_random)):
-        f_tr = discriminator_features(D, xs, ys if y_for_d else None)
-        f_te = discriminator_features(D, test_images, test_labels if y_for_d else None)
+        f_tr = discriminator_features(D, xs, const(len(xs)))
+        f_te = discriminator_features(D, test_images, const(len(test_images)))
         results.append(linear_probe(f_tr, ys, f_te, test_labels, C=C, name=name))
     results.append(
         linear_probe(xs.flatten(1), ys, test_images.flatten(1), test_labels, C=C, name="pixels")
@@ -178,10 +222,33 @@ def probe_report(
 
 def format_probe(results: Sequence[ProbeResult]) -> str:
     """A small text table of probe results."""
-    lines = [f"{'features':<10}  {'accuracy':>8}  {'dims':>6}  {'train':>5}  {'test':>5}"]
+    head = f"{'features':<10}  {'accuracy':>8}  {'dims':>6}  {'train':>5}  {'test':>5}  {'C':>6}"
+    lines = [head]
     for r in results:
         lines.append(
             f"{r.name:<10}  {r.accuracy:>8.2%}  {r.features:>6}  {r.train_examples:>5}  "
-            f"{r.test_examples:>5}"
+            f"{r.test_examples:>5}  {r.C:>6g}"
         )
     return "\n".join(lines)
+
+
+def random_discriminator(run: Any, seed: int | None = None) -> tuple[nn.Module, int]:
+    """A freshly initialised D of the run's architecture, the baseline of every D analysis.
+
+    Args:
+        run: a `sampling.LoadedRun`.
+        seed: the initialisation seed; default: the run's training seed + 1. The trainer seeds
+            and then builds its model, so the training seed itself would give back this run's
+            own starting D; the default is an independent draw instead.
+    Returns:
+        (D in eval mode on the run's device, the seed used). The global RNG is left as it was.
+    """
+    from ..models import create_model
+
+    rc = run.checkpoint.meta["run_config"]
+    if seed is None:
+        seed = int(rc["train"].get("seed", 0)) + 1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        D = create_model(run.model.name, **rc["model_config"]).D
+    return D.to(run.device).eval(), seed

@@ -8,13 +8,16 @@ same z as in `gankit sample --seeds s`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..latent import prior_of
+from ..viz import save_figure
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -55,19 +58,98 @@ def walk_latents(
 
 
 @dataclass
+class Walk:
+    """A walk's latents [T, nz], class weights [T, K] for a conditional model (else None), and
+    how it was made. Frames run leg by leg; leg i goes from waypoint i to waypoint i + 1."""
+
+    z: torch.Tensor
+    y: torch.Tensor | None
+    seeds: list[int]
+    classes: list[int] | None
+    steps: int
+    spherical: bool
+
+    @property
+    def legs(self) -> int:
+        return (self.z.shape[0] - 1) // (self.steps - 1)
+
+
+def _waypoints(what: str, values: list[int], n: int) -> list[int]:
+    if len(values) == n:
+        return values
+    if len(values) == 1:
+        return values * n
+    raise ValueError(f"give one {what} or one per waypoint ({n}); got {len(values)}")
+
+
+def make_walk(
+    G: nn.Module,
+    seeds: Sequence[int],
+    steps: int,
+    spherical: bool = False,
+    classes: Sequence[int] | None = None,
+    num_classes: int = 0,
+) -> Walk:
+    """A walk through waypoints: each waypoint is a seed's latent and, for a conditional
+    model, a class. z moves by lerp or slerp; the class moves linearly between one-hot rows,
+    so G sees the straight line between the two class embeddings (see `LabelEmbedding`).
+
+    One seed with several classes keeps z fixed and walks the class; several seeds with one
+    class keep the class fixed. Otherwise seeds and classes pair up waypoint by waypoint.
+    """
+    seeds = [int(s) for s in seeds]
+    classes = None if classes is None else [int(c) for c in classes]
+    n = max(len(seeds), len(classes or []))
+    if n < 2 or steps < 2:
+        raise ValueError("a walk needs at least two waypoints (seeds or classes) and two steps")
+    if classes is not None and not num_classes:
+        raise ValueError("classes were given for a model that is not class-conditional")
+    if num_classes and classes is None:
+        raise ValueError("a class-conditional model needs a class (or one per waypoint)")
+    seeds = _waypoints("seed", seeds, n)
+    z = walk_latents(G, seeds, steps, spherical) if len(set(seeds)) > 1 else None
+    if z is None:  # one seed: z stays put while the class moves
+        z = prior_of(G).from_seeds(seeds[:1]).expand((n - 1) * (steps - 1) + 1, -1).clone()
+    y = None
+    if classes is not None:
+        classes = _waypoints("class", classes, n)
+        if not all(0 <= c < num_classes for c in classes):
+            raise ValueError(f"classes must be in 0..{num_classes - 1}; got {classes}")
+        eye = torch.eye(num_classes)
+        t = torch.linspace(0, 1, steps)
+        legs = [lerp(eye[classes[i]], eye[classes[i + 1]], t) for i in range(n - 1)]
+        y = torch.cat([legs[0]] + [leg[1:] for leg in legs[1:]])
+    return Walk(z, y, seeds, classes, steps, spherical)
+
+
+def leg_rows(frames: torch.Tensor, steps: int) -> torch.Tensor:
+    """The frames of a walk laid out one leg per row (a leg's end starts the next row)."""
+    legs = (frames.shape[0] - 1) // (steps - 1)
+    return torch.cat([frames[i * (steps - 1) : i * (steps - 1) + steps] for i in range(legs)])
+
+
+@dataclass
 class Smoothness:
-    """How far apart neighbouring frames of a walk are (mean squared pixel difference)."""
+    """How far apart neighbouring frames of a walk are: the root-mean-square difference per
+    pixel (or feature) of each step, summarised. A smooth walk has even steps (max / mean near
+    1); a sudden jump, the sign of a latent space that switches between memorised images,
+    stands out as a large max / mean."""
 
     mean: float
     max: float
-    max_over_mean: float  # a jump stands out as a large ratio
+    max_over_mean: float
+    steps: list[float]
+
+    def to_json(self) -> dict[str, float | list[float]]:
+        return {"mean": self.mean, "max": self.max, "max_over_mean": self.max_over_mean,
+                "steps": self.steps}  # fmt: skip
 
 
 def smoothness(frames: torch.Tensor) -> Smoothness:
-    """Step sizes between consecutive frames [T, C, H, W] of a walk."""
-    steps = (frames[1:] - frames[:-1]).float().pow(2).flatten(1).mean(1)
+    """Step sizes between consecutive frames [T, ...] (images or feature vectors)."""
+    steps = (frames[1:] - frames[:-1]).float().pow(2).flatten(1).mean(1).sqrt()
     mean, top = float(steps.mean()), float(steps.max())
-    return Smoothness(mean, top, top / mean if mean > 0 else float("nan"))
+    return Smoothness(mean, top, top / mean if mean > 0 else float("nan"), steps.tolist())
 
 
 def arithmetic(G: nn.Module, a: Sequence[int], b: Sequence[int], c: Sequence[int]) -> torch.Tensor:
@@ -75,3 +157,73 @@ def arithmetic(G: nn.Module, a: Sequence[int], b: Sequence[int], c: Sequence[int
     prior = prior_of(G)
     mean = [prior.from_seeds(list(group)).mean(0) for group in (a, b, c)]
     return mean[0] - mean[1] + mean[2]
+
+
+def walk_title(walk: Walk) -> str:
+    """'seeds 3 -> 17 (slerp), class 1 -> 7': what a walk went through, for figures."""
+    text = " -> ".join(str(s) for s in walk.seeds) if len(set(walk.seeds)) > 1 else None
+    parts = [f"seeds {text}" if text else f"seed {walk.seeds[0]}"]
+    parts[0] += " (slerp)" if walk.spherical else " (lerp)"
+    if walk.classes is not None:
+        if len(set(walk.classes)) > 1:
+            parts.append("class " + " -> ".join(str(c) for c in walk.classes))
+        else:
+            parts.append(f"class {walk.classes[0]}")
+    return ", ".join(parts)
+
+
+def save_walk_figures(
+    frames: torch.Tensor,
+    walk: Walk,
+    prefix: str | os.PathLike,
+    step_sizes: dict[str, Smoothness] | None = None,
+    gif_ms: int = 120,
+) -> dict[str, Path]:
+    """PREFIX.png (one leg per row), PREFIX.gif (there and back) and, with `step_sizes`,
+    PREFIX-steps.png: the size of each step, where a jump would stand out as a spike.
+
+    Args:
+        frames: the walk's images in [-1, 1], [T, C, H, W].
+        walk: the walk that made them.
+        prefix: path without suffix.
+        step_sizes: named `Smoothness` results (e.g. "pixels", "features") to plot.
+    """
+    from PIL import Image
+
+    from .. import viz
+
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    side = frames.shape[-1]
+    scale = max(1, 64 // side)
+    out = {"grid": prefix.with_name(prefix.name + ".png")}
+    viz.save_grid(leg_rows(frames, walk.steps), out["grid"], nrow=walk.steps, scale=scale)
+    gif_scale = max(1, 128 // side)
+    images = []
+    for f in frames:
+        im = viz.grid_image(f[None], nrow=1, padding=0)
+        images.append(im.resize((im.width * gif_scale, im.height * gif_scale), Image.NEAREST))
+    there_and_back = images + images[-2:0:-1]  # a seamless loop
+    out["gif"] = viz.save_gif_images(there_and_back, prefix.with_name(prefix.name + ".gif"), gif_ms)
+    if step_sizes:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.4, 2.6))
+        for name, sm in step_sizes.items():
+            rel = torch.tensor(sm.steps) / sm.mean
+            ax.plot(range(1, len(sm.steps) + 1), rel.numpy(), marker=".", label=name)
+        for leg in range(1, walk.legs):
+            ax.axvline(leg * (walk.steps - 1) + 0.5, color="0.8", lw=0.8)
+        ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
+        ax.set_xlabel("step along the walk")
+        ax.set_ylabel("step size / mean")
+        ax.set_title(walk_title(walk), fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        out["steps"] = prefix.with_name(prefix.name + "-steps.png")
+
+        save_figure(fig, out["steps"], dpi=110)
+    return out

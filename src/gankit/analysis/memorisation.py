@@ -26,7 +26,6 @@ with the training set minus itself (leave-one-out); the result says how many wer
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import os
 from pathlib import Path
@@ -35,12 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import atomic_write_bytes, atomic_write_json
+from ..checkpoint import atomic_write_json
 from ..data import load_dataset
 from ..data.base import to_uint8
 from ..errors import UserError
 from ..metrics.features import FeatureExtractor
 from ..sampling import generate, load
+from ..viz import save_figure
 
 # Extra float32 candidates re-ranked with exact float64 distances: the returned neighbour can
 # only differ from the exact one if more than this many references lie within float32 rounding
@@ -390,9 +390,7 @@ def memorisation_figure(
     fig.subplots_adjust(
         left=0.02, right=0.98, wspace=0.12, hspace=0.35, top=1 - 0.7 / height, bottom=0.1 / height
     )
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, dpi=100)
     return Path(path)
 
 

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from . import ModelSpec, UserError, check_resolution_pow2, register_model
+from .layers import LabelEmbedding
 
 BASE = 4  # G starts from a 4x4 map; D's last block ends there
 MAX_MULT = 8  # widths stop doubling at 8x the base width
@@ -174,7 +175,7 @@ class BigGANGenerator(nn.Module):
         # width of the map at 4 * 2**k: the base width at full size, doubling per halving
         widths = [cfg.ngf * min(2 ** (n_blocks - k), MAX_MULT) for k in range(n_blocks + 1)]
         self.start_width = widths[0]
-        self.shared = nn.Embedding(cfg.num_classes, cfg.shared_dim)  # one for all blocks
+        self.shared = LabelEmbedding(cfg.num_classes, cfg.shared_dim)  # one for all blocks
         nn.init.orthogonal_(self.shared.weight)
         self.linear = sn(nn.Linear(self.chunks[0], widths[0] * BASE * BASE))
         self.blocks = nn.ModuleList(

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from . import ModelSpec, register_model
+from .layers import LabelEmbedding
 
 
 @dataclass
@@ -31,7 +32,7 @@ class CGANGenerator(nn.Module):
         super().__init__()
         self.z_dim, self.num_classes = cfg.nz, cfg.num_classes
         self.out_shape = (cfg.channels, cfg.resolution, cfg.resolution)
-        self.embed = nn.Embedding(cfg.num_classes, cfg.embed_dim)
+        self.embed = LabelEmbedding(cfg.num_classes, cfg.embed_dim)
 
         def block(i: int, o: int, bn: bool) -> list[nn.Module]:
             return [nn.Linear(i, o), *([nn.BatchNorm1d(o)] if bn else []), nn.LeakyReLU(0.2)]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from . import ModelSpec, UserError, check_resolution_pow2, register_model
+from .layers import LabelEmbedding
 
 
 @dataclass
@@ -146,7 +147,7 @@ class ConditionalGenerator(nn.Module):
     def __init__(self, cfg: CDCGANConfig) -> None:
         super().__init__()
         self.z_dim, self.num_classes = cfg.nz, cfg.num_classes
-        self.embed = nn.Embedding(cfg.num_classes, cfg.embed_dim)
+        self.embed = LabelEmbedding(cfg.num_classes, cfg.embed_dim)
         self.net = DCGANGenerator(
             cfg.resolution, cfg.channels, cfg.nz, cfg.ngf, in_dim=cfg.nz + cfg.embed_dim
         )
