@@ -754,3 +754,4 @@ def test_probe_compares_trained_random_and_pixels(dcgan_run, capsys):
     assert [r["name"] for r in report["results"]] == ["trained D", "random D", "pixels"]
     assert all(r["train_examples"] == 50 and r["test_examples"] == 60 for r in report["results"])
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in report["results"])
+    assert Path("probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the bar chart

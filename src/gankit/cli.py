@@ -290,7 +290,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .analysis.dfeatures import C_GRID, format_probe, probe_report, random_discriminator
+    from .analysis.dfeatures import (
+        C_GRID,
+        format_probe,
+        probe_report,
+        random_discriminator,
+        save_probe_figure,
+    )
     from .checkpoint import atomic_write_bytes
     from .data import load_dataset
     from .sampling import load
@@ -337,7 +343,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
               "per_class": args.per_class, "label_seed": args.seed, "random_d_seed": random_seed,
               "results": [asdict(r) for r in results]}  # fmt: skip
     atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
-    print(f"report: {out}")
+    title = f"{run.model.name} D ({run.checkpoint.nimg:,} images) as features, {data}"
+    fig = save_probe_figure(results, out.with_suffix(".png"), title)
+    print(f"report: {out}  figure: {fig}")
     return 0
 
 

@@ -252,3 +252,30 @@ def random_discriminator(run: Any, seed: int | None = None) -> tuple[nn.Module, 
         torch.manual_seed(seed)
         D = create_model(run.model.name, **rc["model_config"]).D
     return D.to(run.device).eval(), seed
+
+
+def save_probe_figure(results: Sequence[ProbeResult], path: str | Any, title: str) -> Any:
+    """A bar chart of probe accuracies (trained D, random D, pixels), for people who would
+    rather look than read the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..viz import save_figure
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.0))
+    names = [r.name for r in results]
+    accs = [100 * r.accuracy for r in results]
+    bars = ax.bar(names, accs, color=["tab:blue", "tab:gray", "tab:orange"][: len(results)])
+    for bar, acc in zip(bars, accs, strict=True):
+        ax.text(bar.get_x() + bar.get_width() / 2, acc + 0.5, f"{acc:.1f}%", ha="center",
+                fontsize=9)  # fmt: skip
+    low = min(accs)
+    ax.set_ylim(max(0.0, low - 15), 100)
+    ax.set_ylabel("test accuracy (%)")
+    r0 = results[0]
+    ax.set_title(f"{title}\n{r0.train_examples} labels, {r0.test_examples} test images",
+                 fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return save_figure(fig, path)
