@@ -53,17 +53,36 @@ def main() -> None:
     from gankit.sampling import load
 
     per_class = [int(k) for k in args.per_class.split(",")]
-    common = {"resolution": 32, "channels": 1, "root": str(args.data_root), "download": False}
-    tr = load_dataset("mnist", train=True, **common)
-    te = load_dataset("mnist", train=False, **common)
-    x_tr, y_tr = tr.batch(torch.arange(len(tr)))[0], tr.labels
-    x_te, y_te = te.batch(torch.arange(len(te)))[0], te.labels
-    print(f"MNIST: {len(tr)} training digits to draw labels from, {len(te)} test digits")
+    data_cache: dict[int, tuple] = {}
+
+    def digits(resolution: int) -> tuple:
+        """(train images, train labels, test images, test labels) at a run's resolution."""
+        if resolution not in data_cache:
+            common = {"resolution": resolution, "channels": 1, "root": str(args.data_root),
+                      "download": False}  # fmt: skip
+            tr = load_dataset("mnist", train=True, **common)
+            te = load_dataset("mnist", train=False, **common)
+            data_cache[resolution] = (tr.batch(torch.arange(len(tr)))[0], tr.labels,
+                                      te.batch(torch.arange(len(te)))[0], te.labels)  # fmt: skip
+            print(f"MNIST at {resolution}x{resolution}: {len(tr)} training digits to draw "
+                  f"labels from, {len(te)} test digits")  # fmt: skip
+        return data_cache[resolution]
 
     rows: list[dict] = []
-    pixel_cache: dict[tuple[int, int], dict] = {}
+    pixel_cache: dict[tuple[int, int, int], dict] = {}
 
-    def probe(name: str, f_tr, f_te, k: int, seed: int) -> dict:
+    def write(rows: list[dict]) -> None:
+        result = {
+            "machine": machine(),
+            "data": "mnist (../shared/datasets: 6,000 train, 1,000 test)",
+            "grid": list(C_GRID),
+            "probe": "StandardScaler + LinearSVC (squared hinge, L2); C by 3-fold CV on the "
+            "labelled examples",
+            "rows": rows,
+        }
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    def probe(name: str, f_tr, f_te, y_tr, y_te, k: int, seed: int) -> dict:
         idx = few_labels(y_tr, k, seed)
         t0 = time.time()
         r = linear_probe(f_tr[idx], y_tr[idx], f_te, y_te, C=C_GRID, name=name,
@@ -78,6 +97,8 @@ def main() -> None:
             print(f"skip {label}: {path} is missing")
             continue
         run = load(path)
+        res = int(run.checkpoint.meta["run_config"]["model_config"]["resolution"])
+        x_tr, y_tr, x_te, y_te = digits(res)
         rand, rseed = random_discriminator(run, None)
         # a conditional D sees label 0 for every digit, never the true label
         cond = run.model.spec.conditional
@@ -91,14 +112,15 @@ def main() -> None:
         for k in per_class:
             for seed in seeds:
                 for name, (f_tr, f_te) in feats.items():
-                    rec = probe(name, f_tr, f_te, k, seed)
+                    rec = probe(name, f_tr, f_te, y_tr, y_te, k, seed)
                     rows.append({"run": label, "path": str(path), "nimg": run.checkpoint.nimg,
                                  "random_d_seed": rseed, **rec})  # fmt: skip
-                if (k, seed) not in pixel_cache:
-                    pixel_cache[(k, seed)] = probe("pixels", x_tr.flatten(1), x_te.flatten(1),
-                                                   k, seed)  # fmt: skip
+                if (res, k, seed) not in pixel_cache:
+                    flat = (x_tr.flatten(1), x_te.flatten(1))
+                    pixel_cache[(res, k, seed)] = probe("pixels", *flat, y_tr, y_te, k, seed)
                 rows.append({"run": label, "path": str(path), "nimg": run.checkpoint.nimg,
-                             **pixel_cache[(k, seed)]})  # fmt: skip
+                             "resolution": res, **pixel_cache[(res, k, seed)]})  # fmt: skip
+        write(rows)  # after every run, so that a crash keeps what was measured
 
     def cell(run: str, feat: str, k: int) -> str:
         acc = [r["accuracy"] for r in rows
@@ -116,10 +138,7 @@ def main() -> None:
         for k in per_class:
             print(f"| {run_name} | {k} | {cell(run_name, 'trained D', k)} | "
                   f"{cell(run_name, 'random D', k)} | {cell(run_name, 'pixels', k)} |")  # fmt: skip
-    result = {"machine": machine(), "data": "mnist (../shared/datasets: 6,000 train, 1,000 test)",
-              "grid": list(C_GRID), "probe": "StandardScaler + LinearSVC (squared hinge, L2); "
-              "C by 3-fold CV on the labelled examples", "rows": rows}  # fmt: skip
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write(rows)
     print(f"\nwrote {args.out}")
 
 

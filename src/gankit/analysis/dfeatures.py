@@ -156,7 +156,7 @@ def linear_probe(
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    clf = make_pipeline(StandardScaler(), LinearSVC(C=1.0, max_iter=5000))
+    clf = make_pipeline(StandardScaler(), LinearSVC(C=1.0, max_iter=5000, random_state=0))
     x, y = train_x.numpy(), train_y.numpy()
     cv_acc = search = None
     chosen = 1.0
@@ -167,7 +167,9 @@ def linear_probe(
         if folds < 2:
             raise UserError("choosing C needs at least 2 labelled examples per class")
         search = GridSearchCV(
-            make_pipeline(StandardScaler(), LinearSVC(C=1.0, max_iter=5000, tol=1e-3)),
+            make_pipeline(
+                StandardScaler(), LinearSVC(C=1.0, max_iter=5000, tol=1e-3, random_state=0)
+            ),
             {"linearsvc__C": [float(c) for c in C]},
             cv=StratifiedKFold(folds, shuffle=True, random_state=0),
             n_jobs=n_jobs,
