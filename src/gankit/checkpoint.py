@@ -207,6 +207,15 @@ def checkpoint_path(run_dir: str | os.PathLike, nimg: int) -> Path:
     return Path(run_dir) / CKPT_DIR / f"ckpt-{nimg:09d}.safetensors"
 
 
+def run_folder(run_or_file: str | os.PathLike) -> Path:
+    """Where analyses of a run write their figures: the run folder itself, or for a checkpoint
+    file the run folder that holds its checkpoints/ (else the file's own folder)."""
+    p = Path(run_or_file)
+    if p.is_dir():
+        return p
+    return p.parent.parent if p.parent.name == "checkpoints" else p.parent
+
+
 def load_checkpoint(run_or_file: str | os.PathLike) -> Checkpoint:
     """Load a checkpoint file, or the newest sound checkpoint of a run folder.
 

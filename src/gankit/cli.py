@@ -392,14 +392,13 @@ def cmd_memorisation(args: argparse.Namespace) -> int:
 
 
 def _out_prefix(run_arg: str, out: str | None, default: str) -> Path:
-    """Where a figure goes: --out (a path without suffix) or RUN/<default> (the checkpoint's
-    folder when a .safetensors file was given)."""
+    """Where a figure goes: --out (a path without suffix) or RUN/<default> (the run folder of a
+    checkpoint file when one was given)."""
+    from .checkpoint import run_folder
+
     if out:
         return Path(out).with_suffix("") if Path(out).suffix in (".png", ".gif") else Path(out)
-    base = Path(run_arg)
-    if base.suffix == ".safetensors":
-        base = base.parent
-    return base / default
+    return run_folder(run_arg) / default
 
 
 def _classes(text: str | None) -> list[int] | None:

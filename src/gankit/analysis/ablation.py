@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import run_folder
 from ..errors import UserError
 from ..latent import prior_of
 from ..viz import save_figure
@@ -802,7 +803,7 @@ def ablate_run(
         causal=causal,
     )
     base = Path(run_or_ckpt)
-    folder = base.parent if base.suffix == ".safetensors" else base
+    folder = run_folder(base)
     stem = f"ablation-layer{lay.index}"
     if out is None:
         png = folder / f"{stem}.png"

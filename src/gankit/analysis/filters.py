@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..checkpoint import run_folder
 from ..errors import UserError
 from ..viz import save_figure
 from .dfeatures import feature_layers
@@ -722,11 +723,6 @@ class FilterReport:
     first_layer_change: float  # |W_trained - W_random| / |W_random| of the first convolution
 
 
-def _run_folder(given: str | os.PathLike, ckpt_path: Path) -> Path:
-    p = Path(given)
-    return p if p.is_dir() else ckpt_path.parent.parent
-
-
 def filter_report(
     run_dir: str | os.PathLike,
     *,
@@ -807,7 +803,7 @@ def filter_report(
             for u in ch.units:
                 u.image_index = int(idx[u.image_index])
     filters = {name: first_layer_filters(D, int(mc["channels"])) for name, D in nets.items()}
-    out = Path(out_dir) if out_dir is not None else _run_folder(run_dir, ck.path)
+    out = Path(out_dir) if out_dir is not None else run_folder(run_dir)
     init = "= its own initial weights" if random_is_init else "independent of this run"
     title = (
         f"{run.model.name} D after {ck.nimg / 1000:g} kimg vs a random D "

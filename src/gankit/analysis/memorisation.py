@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import atomic_write_json
+from ..checkpoint import atomic_write_json, run_folder
 from ..data import load_dataset
 from ..data.base import to_uint8
 from ..errors import UserError
@@ -460,7 +460,7 @@ def memorisation_report(
             "each is compared with the training set without itself (leave-one-out)"
         )
 
-    out = Path(out_dir) if out_dir is not None else _run_folder(run_dir, ck.path)
+    out = Path(out_dir) if out_dir is not None else run_folder(run_dir)
     kk = min(k, len(train))
     spaces: dict[str, Any] = {}
     figures: dict[str, str] = {}
@@ -502,9 +502,3 @@ def memorisation_report(
     result = {"protocol": protocol, "spaces": spaces, "figures": figures, "notes": notes}
     atomic_write_json(out / "memorisation.json", result)
     return result
-
-
-def _run_folder(given: str | os.PathLike, ckpt_path: Path) -> Path:
-    """The run folder of a run folder or of a checkpoint file inside its checkpoints/."""
-    p = Path(given)
-    return p if p.is_dir() else ckpt_path.parent.parent
