@@ -5,14 +5,14 @@ The public API:
     load_dataset, list_datasets  data (embedded digits, MNIST family, CIFAR-10, folders, npz)
     create_objective             GAN losses as objects
     train                        the trainer behind `gankit train`
-    load, generate               sampling from a run folder or checkpoint
+    load, generate, render       sampling from a run folder or checkpoint (seeds or latents)
 """
 
 from .data import list_datasets, load_dataset
 from .errors import UserError
 from .models import create_model, list_models
 from .objectives import create_objective, list_objectives
-from .sampling import generate, load, parse_seeds
+from .sampling import generate, load, parse_seeds, render
 from .training import train
 
 __version__ = "0.1.0"
@@ -28,6 +28,7 @@ __all__ = [
     "load",
     "load_dataset",
     "parse_seeds",
+    "render",
     "train",
     "__version__",
 ]
