@@ -1,0 +1,268 @@
+"""Training speed: the DCGAN tutorial's plain loop against gankit's trainer, same model and data.
+
+Each measurement runs in its own process, back to back:
+- `baseline`: the loop of the PyTorch DCGAN tutorial, step by step: a torchvision ImageFolder
+  with per-sample PIL transforms (Resize, CenterCrop, ToTensor, Normalize) behind a DataLoader
+  (2 workers), D(real) then D(fake) with BCELoss on sigmoid outputs, one D step, one G step,
+  `.item()` of the losses and D's outputs every step. The networks are gankit's `dcgan`
+  (the tutorial's architecture), so only the loop differs.
+- gankit's `Trainer` on the same images, decoded once into memory, in each speed mode.
+
+It prints images/s, time per step, peak memory (max RSS of the process) and achieved GFLOP/s
+(FLOPs of one training step counted by torch's FlopCounterMode) against the machine's peak,
+measured in the same run with a large 3x3 convolution in fp32 (channels_last) and bf16.
+
+    python benchmarks/speed.py                      # all configs -> docs/bench_speed.json
+    python benchmarks/speed.py --config dcgan64 --steps 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from machine_info import machine  # benchmarks/ is on sys.path when a script runs
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = {  # name: (model, resolution, channels, batch)
+    "dcgan64": ("dcgan", 64, 3, 128),  # the tutorial's: 64x64 RGB, batch 128
+    "dcgan32-mnist": ("dcgan", 32, 1, 128),
+    "cgan-mlp": ("cgan", 28, 1, 64),
+}
+MODES = {
+    "fp32": {},
+    "fp32 + channels_last": {"channels_last": True},
+    "bf16 + channels_last": {"precision": "bf16", "channels_last": True},
+}
+N_IMAGES = 2048  # images written as PNG files for the baseline's ImageFolder
+
+
+def peak_gflops(dtype: str, seconds: float = 2.0) -> float:
+    """The machine's peak for this run: the best GFLOP/s of two large 3x3 convolutions
+    (forward, channels_last), in fp32 or under bf16 autocast."""
+    import contextlib
+
+    import torch
+
+    best = 0.0
+    for n, c, side in ((64, 256, 32), (32, 512, 16)):
+        x = torch.randn(n, c, side, side).to(memory_format=torch.channels_last)
+        conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False)
+        conv = conv.to(memory_format=torch.channels_last)
+        flops = 2 * n * c * c * 9 * side * side
+        ctx = (
+            torch.autocast("cpu", dtype=torch.bfloat16)
+            if dtype == "bf16"
+            else contextlib.nullcontext()
+        )
+        with torch.no_grad(), ctx:
+            for _ in range(2):
+                conv(x)
+            k, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                conv(x)
+                k += 1
+        best = max(best, flops * k / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def write_images(folder: Path, resolution: int, channels: int) -> None:
+    """Random-blob PNGs in ImageFolder's layout (one class folder), 10% larger than the
+    training size so that Resize and CenterCrop do real work, as they do on CelebA."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (folder / "all").mkdir(parents=True)
+    side = int(resolution * 1.1)
+    for i in range(N_IMAGES):
+        arr = rng.integers(0, 256, (side, side, channels), dtype=np.uint8)
+        Image.fromarray(arr[..., 0] if channels == 1 else arr).save(folder / "all" / f"{i}.png")
+
+
+def step_flops(model: str, resolution: int, channels: int, batch: int) -> float:
+    """FLOPs of one D step plus one G step (forward and backward), counted by torch."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gankit.models import create_model
+
+    m = create_model(model, resolution=resolution, channels=channels)
+    cond = m.spec.conditional
+    y = torch.zeros(batch, dtype=torch.long) if cond else None
+    z = torch.randn(batch, m.G.z_dim)
+    real = torch.randn(batch, channels, resolution, resolution)
+    with FlopCounterMode(display=False) as fc:
+        fake = m.G(z, y)
+        (m.D(real, y).sum() + m.D(fake.detach(), y).sum()).backward()
+        m.D(fake, y).sum().backward()
+    return float(fc.get_total_flops())
+
+
+def run_baseline(cfg: str, steps: int, warmup: int, folder: str) -> dict:
+    """The tutorial's loop (see the module docstring)."""
+    import torch
+    import torchvision.datasets as dset
+    import torchvision.transforms as T
+    from torch import nn
+
+    from gankit.models import create_model
+
+    model, res, ch, batch = CONFIGS[cfg]
+    norm = T.Normalize((0.5,) * ch, (0.5,) * ch)
+    tf = [T.Grayscale(1)] if ch == 1 else []
+    dataset = dset.ImageFolder(
+        folder, transform=T.Compose([*tf, T.Resize(res), T.CenterCrop(res), T.ToTensor(), norm])
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, shuffle=True, num_workers=2, drop_last=True,
+        persistent_workers=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    m = create_model(model, resolution=res, channels=ch)
+    G, D = m.G, m.D
+    cond = m.spec.conditional
+    criterion = nn.BCELoss()
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    done, t0 = 0, None
+    while done < warmup + steps:
+        for real, labels in loader:
+            if done == warmup:
+                t0 = time.perf_counter()
+            if done == warmup + steps:
+                break
+            y = labels if cond else None
+            b = real.size(0)
+            D.zero_grad()
+            label = torch.full((b,), 1.0)
+            output = torch.sigmoid(D(real, y)).view(-1)
+            err_d_real = criterion(output, label)
+            err_d_real.backward()
+            d_x = output.mean().item()
+            noise = torch.randn(b, G.z_dim)
+            fake = G(noise, y)
+            label.fill_(0.0)
+            output = torch.sigmoid(D(fake.detach(), y)).view(-1)
+            err_d_fake = criterion(output, label)
+            err_d_fake.backward()
+            d_g_z1 = output.mean().item()
+            opt_d.step()
+            G.zero_grad()
+            label.fill_(1.0)
+            output = torch.sigmoid(D(fake, y)).view(-1)
+            err_g = criterion(output, label)
+            err_g.backward()
+            d_g_z2 = output.mean().item()
+            opt_g.step()
+            _ = (err_d_real.item() + err_d_fake.item(), err_g.item(), d_x, d_g_z1, d_g_z2)
+            done += 1
+    return {"seconds": time.perf_counter() - t0, "images": steps * batch}
+
+
+def run_gankit(cfg: str, mode: str, steps: int, warmup: int, folder: str) -> dict:
+    """gankit's trainer on the same images, decoded once (gankit's folder loader)."""
+    import torch
+
+    from gankit.config import RunConfig, TrainConfig
+    from gankit.data import load_dataset
+    from gankit.training.trainer import Trainer
+
+    model, res, ch, batch = CONFIGS[cfg]
+    ds = load_dataset(f"folder:{folder}", train=True, resolution=res, channels=ch)
+    if model == "cgan":  # a conditional model needs labels: ten classes, as MNIST
+        ds.labels = torch.arange(len(ds)) % 10
+        ds.num_classes = 10
+    rc = RunConfig(
+        model=model,
+        model_config={"resolution": res, "channels": ch},
+        train=TrainConfig(model=model, batch_size=batch, kimg=1e6, device="cpu", **MODES[mode]),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = Trainer(rc, tmp, ds, progress=False, tensorboard=False)
+        for _ in range(warmup):
+            tr.train_step()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            logs = tr.train_step()
+        float(logs["loss_d"])  # the one host sync, as at the trainer's log interval
+        return {"seconds": time.perf_counter() - t0, "images": steps * batch}
+
+
+def child(argv: list[str]) -> None:
+    """One measurement in this process; prints one JSON line."""
+    kind, cfg, mode, steps, warmup, folder = argv
+    if kind == "baseline":
+        out = run_baseline(cfg, int(steps), int(warmup), folder)
+    else:
+        out = run_gankit(cfg, mode, int(steps), int(warmup), folder)
+    out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", action="append", choices=list(CONFIGS), help="default: all")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_speed.json")
+    ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    import torch
+
+    peak = {"fp32": peak_gflops("fp32"), "bf16": peak_gflops("bf16")}
+    print(f"machine peak (3x3 conv, channels_last): fp32 {peak['fp32']:.0f} GFLOP/s, "
+          f"bf16 {peak['bf16']:.0f} GFLOP/s; {torch.get_num_threads()} threads")  # fmt: skip
+    rows = []
+    for cfg in args.config or list(CONFIGS):
+        model, res, ch, batch = CONFIGS[cfg]
+        flops = step_flops(model, res, ch, batch)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_images(Path(tmp), res, ch)
+            for kind, mode in [("baseline", "tutorial loop (fp32)")] + [
+                ("gankit", m) for m in MODES
+            ]:
+                cmd = [sys.executable, __file__, "--child", kind, cfg, mode, str(args.steps),
+                       str(args.warmup), tmp]  # fmt: skip
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+                if proc.returncode != 0:
+                    print(proc.stderr[-2000:])
+                    raise SystemExit(f"{kind} {mode} failed")
+                res_ = json.loads(proc.stdout.strip().splitlines()[-1])
+                ips = res_["images"] / res_["seconds"]
+                gflops = flops * (res_["images"] / batch) / res_["seconds"] / 1e9
+                ref = peak["bf16" if "bf16" in mode else "fp32"]
+                rows.append({"config": cfg, "model": model, "resolution": res, "channels": ch,
+                             "batch": batch, "loop": kind, "mode": mode, "images_per_s": ips,
+                             "ms_per_step": 1000 * res_["seconds"] * batch / res_["images"],
+                             "max_rss_mib": res_["max_rss_mib"], "gflop_per_step": flops / 1e9,
+                             "gflops": gflops, "fraction_of_peak": gflops / ref})  # fmt: skip
+                ms, rss = rows[-1]["ms_per_step"], res_["max_rss_mib"]
+                print(f"{cfg:<14} {kind:<8} {mode:<22} {ips:8.1f} img/s  {ms:7.0f} ms/step  "
+                      f"{rss:6.0f} MiB  {gflops:6.1f} GFLOP/s ({gflops / ref:.0%} of peak)",
+                      flush=True)  # fmt: skip
+    base = {r["config"]: r["images_per_s"] for r in rows if r["loop"] == "baseline"}
+    print("\n| config | loop | mode | images/s | x baseline | ms/step | peak RSS MiB | GFLOP/s | "
+          "of peak |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for r in rows:
+        speedup = r["images_per_s"] / base[r["config"]]
+        print(f"| {r['config']} | {r['loop']} | {r['mode']} | {r['images_per_s']:.1f} | "
+              f"{speedup:.2f} | {r['ms_per_step']:.0f} | {r['max_rss_mib']:.0f} | "
+              f"{r['gflops']:.1f} | {r['fraction_of_peak']:.0%} |")  # fmt: skip
+    result = {"machine": machine(), "peak_gflops": peak, "steps": args.steps, "rows": rows}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
