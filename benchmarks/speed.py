@@ -173,7 +173,7 @@ def run_gankit(cfg: str, mode: str, steps: int, warmup: int, folder: str) -> dic
 
     from gankit.config import RunConfig, TrainConfig
     from gankit.data import load_dataset
-    from gankit.training.trainer import Trainer
+    from speed_options import time_train_steps
 
     model, res, ch, batch = CONFIGS[cfg]
     ds = load_dataset(f"folder:{folder}", train=True, resolution=res, channels=ch)
@@ -185,15 +185,7 @@ def run_gankit(cfg: str, mode: str, steps: int, warmup: int, folder: str) -> dic
         model_config={"resolution": res, "channels": ch},
         train=TrainConfig(model=model, batch_size=batch, kimg=1e6, device="cpu", **MODES[mode]),
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(rc, tmp, ds, progress=False, tensorboard=False)
-        for _ in range(warmup):
-            tr.train_step()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            logs = tr.train_step()
-        float(logs["loss_d"])  # the one host sync, as at the trainer's log interval
-        return {"seconds": time.perf_counter() - t0, "images": steps * batch}
+    return {"seconds": time_train_steps(rc, ds, steps, warmup), "images": steps * batch}
 
 
 def child(argv: list[str]) -> None:

@@ -51,6 +51,12 @@ def measure(
         model_config=mc,
         train=TrainConfig(model=model, batch_size=batch, kimg=1e6, device="cpu", **opts),
     )
+    return batch * steps / time_train_steps(rc, ds, steps, warmup)
+
+
+def time_train_steps(rc: RunConfig, ds: ImageDataset, steps: int, warmup: int) -> float:
+    """Seconds for `steps` calls of `Trainer.train_step` after `warmup` untimed ones, with one
+    host sync at the end, as the trainer does at its log interval."""
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(rc, tmp, ds, progress=False, tensorboard=False)
         for _ in range(warmup):
@@ -58,8 +64,8 @@ def measure(
         t0 = time.perf_counter()
         for _ in range(steps):
             logs = tr.train_step()
-        float(logs["loss_d"])  # one sync at the end, as the trainer does at log time
-        return batch * steps / (time.perf_counter() - t0)
+        float(logs["loss_d"])
+        return time.perf_counter() - t0
 
 
 def main() -> None:
