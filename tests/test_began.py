@@ -164,7 +164,9 @@ def _rc(**train) -> RunConfig:
 
 def test_resume_is_exact(tmp_path, monkeypatch):
     """N steps + resume + N steps gives the same weights (and k_t) as 2N steps straight."""
-    monkeypatch.setattr(Trainer, "refresh_figures", lambda self: None)  # plots: most of the time
+    monkeypatch.setattr(
+        Trainer, "refresh_figures", lambda self, final=True: None
+    )  # plots: most of the time
     ds = synthetic_dataset(n=48)
     straight = tmp_path / "straight"
     run = Trainer(_rc(kimg=0.128), straight, ds, progress=False, tensorboard=False)

@@ -279,6 +279,15 @@ def unpack_optimizer(
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
     opt.load_state_dict({"state": state, "param_groups": groups})
+    # Saved state is contiguous; a channels_last weight needs its moments in its own layout,
+    # since the fused optimizers walk parameter and state memory in step (else they pair up
+    # the wrong elements and a resumed run silently differs).
+    for group in opt.param_groups:
+        for param in group["params"]:
+            st = opt.state.get(param, {})
+            for key, value in st.items():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    st[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def pack_rng() -> dict[str, torch.Tensor]:

@@ -85,8 +85,30 @@ def _add_train(sub: Any) -> None:
     )
     p.add_argument(
         "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="NHWC memory layout for convolutions (default: on; faster on CPUs and GPUs)",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument(
+        "--optimizer-impl",
+        choices=["fused", "foreach", "loop"],
+        help="how the optimizer updates the weights (default fused; all give the same maths)",
+    )
+    p.add_argument(
+        "--data-device",
+        choices=["auto", "cpu"],
+        help="auto (default): keep the uint8 data on the training device when it fits",
+    )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        help="train on N processes on this machine with DistributedDataParallel (torchrun); "
+        "--batch-size is the global batch",
+    )
+    p.add_argument(
+        "--sync-bn",
         action="store_true",
-        help="NHWC memory layout for convolutions (faster on CPUs and GPUs)",
+        help="with several processes: batch norm statistics over the global batch",
     )
     p.add_argument(
         "--set",
@@ -149,8 +171,16 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
         to["download"] = False
     if args.no_ema:
         to["ema"] = False
-    if args.channels_last:
-        to["channels_last"] = True
+    if args.channels_last is not None:
+        to["channels_last"] = args.channels_last
+    if args.compile:
+        to["compile"] = True
+    if args.sync_bn:
+        to["sync_bn"] = True
+    if args.optimizer_impl is not None:
+        to["optimizer_impl"] = args.optimizer_impl
+    if args.data_device is not None:
+        to["data_device"] = args.data_device
     model_fields: set[str] = set()
     if args.model:
         model_fields = set(MODELS.get(args.model).config_cls.__dataclass_fields__)
@@ -177,6 +207,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None and args.data is not None:
         raise UserError("--data cannot change when resuming; drop it")
     mo, to = _train_overrides(args)
+    if args.nproc is not None and args.nproc < 1:
+        raise UserError(f"--nproc must be >= 1 (got {args.nproc})")
+    if args.nproc and args.nproc > 1 and not args.dry_run:
+        if args.batch_size is not None and args.batch_size % args.nproc:
+            raise UserError(
+                f"the global batch ({args.batch_size}) must split evenly over {args.nproc} "
+                f"processes; pass a --batch-size divisible by {args.nproc}"
+            )
+        return _launch_processes(args)
     result = train(
         args.model or "",
         args.data or "digits",
@@ -192,6 +231,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not isinstance(result, TrainResult):
         print(json.dumps(result.to_json(), indent=2))
         return 0
+    from .distributed import current_world
+
+    if not current_world().is_main:
+        return 0
     why = " (time budget reached)" if result.stopped_early else ""
     print(
         f"done{why}: {result.nimg - result.start_nimg} images in {result.seconds:.0f} s "
@@ -205,6 +248,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     if notes:  # skipped files, conversions: what the loader did to the user's data
         print(f"  data: {'; '.join(notes)}")
     return 0
+
+
+def _launch_processes(args: argparse.Namespace) -> int:
+    """`gankit train --nproc N ...`: the same command in N processes under torchrun."""
+    from .distributed import launch, launched_by_torchrun
+
+    if launched_by_torchrun():
+        raise UserError("--nproc is for starting processes; under torchrun, drop it")
+    argv, rest = [], iter(args.argv[args.argv.index("train") + 1 :])
+    for a in rest:
+        if a == "--nproc":
+            next(rest)  # and its value
+        elif not a.startswith("--nproc="):
+            argv.append(a)
+    print(f"gankit: starting {args.nproc} processes (torchrun, DistributedDataParallel)")
+    return launch(args.nproc, argv)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -1100,7 +1159,9 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gankit` command; returns the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # `train --nproc N` relaunches itself under torchrun with these
     warnings.showwarning = _one_line_warning
     from .training.trainer import TrainingDiverged, TrainingInterrupted
 

@@ -54,7 +54,11 @@ class TrainConfig:
     grid_size: int = 64  # fixed-noise samples in each progress grid
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     precision: str = "fp32"  # fp32, bf16 (autocast, fp32 master weights) or auto
-    channels_last: bool = False  # NHWC memory layout for convolutions (faster on oneDNN)
+    channels_last: bool = True  # NHWC memory layout for convolutions (faster on oneDNN, cuDNN)
+    compile: bool = False  # torch.compile the networks (pays off on GPUs; not on this CPU)
+    optimizer_impl: str = "fused"  # fused, foreach or loop: how Adam/RMSprop update the weights
+    data_device: str = "auto"  # auto: the data (uint8) on the training device when it fits; cpu
+    sync_bn: bool = False  # several processes: batch norm over the global batch
     eval_every_kimg: float | None = None  # score G (G_ema) every N kimg and at the end
     eval_metrics: str | None = None  # comma-separated metric names, e.g. fd2k_mnistcnn
     keep_best: str | None = None  # keep checkpoints/best.safetensors, best by this metric
@@ -90,6 +94,12 @@ class TrainConfig:
             raise UserError(f"max_images must be > 0 (got {self.max_images})")
         if self.optimizer not in ("adam", "rmsprop"):
             raise UserError(f"optimizer must be adam or rmsprop (got {self.optimizer!r})")
+        if self.optimizer_impl not in ("fused", "foreach", "loop"):
+            raise UserError(
+                f"optimizer_impl must be fused, foreach or loop (got {self.optimizer_impl!r})"
+            )
+        if self.data_device not in ("auto", "cpu"):
+            raise UserError(f"data_device must be auto or cpu (got {self.data_device!r})")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise UserError(f"precision must be fp32, bf16 or auto (got {self.precision!r})")
         if self.eval_every_kimg is not None:
@@ -122,6 +132,10 @@ RESUMABLE_KEYS = frozenset(
         "device",
         "precision",
         "channels_last",
+        "compile",
+        "optimizer_impl",
+        "data_device",
+        "sync_bn",
         "data_root",
         "download",
         "eval_every_kimg",

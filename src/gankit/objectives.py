@@ -9,6 +9,7 @@ k_t, for instance) goes through `state_dict`/`load_state_dict` into the checkpoi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -53,6 +54,10 @@ class Objective(Configurable, ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             raise ValueError(f"{self.name} keeps no state, got {sorted(state)}")
+
+    def average_state(self, mean: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Under data parallelism: replace state that the last D loss updated from this rank's
+        slice of the batch by `mean` over the ranks (stateless objectives have none)."""
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
@@ -248,6 +253,10 @@ class BEGAN(Objective):
     def g_loss(self, D, fake, y_fake):
         loss = self.reconstruction_error(D, fake, y_fake).mean()
         return loss, {"loss_g": loss.detach()}
+
+    def average_state(self, mean: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        # k is linear in the batch means, so the mean of the ranks' k is the global batch's k
+        self.k = mean(self.k)
 
     def state_dict(self) -> dict[str, Any]:
         return {"k": float(self.k)}  # float32 -> Python float is exact, and so is the way back

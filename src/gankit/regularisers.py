@@ -44,6 +44,9 @@ class Regulariser(Configurable):
     """Base class: every hook is optional and does nothing by default."""
 
     name = "regulariser"
+    # Whether the term trains parts of D that D's forward does not use (InfoGAN's Q head):
+    # DistributedDataParallel cannot average those, so the trainer averages D's gradients itself.
+    trains_outside_forward = False
 
     def d_term(self, step: Step) -> tuple[torch.Tensor, Logs] | None:
         """A term added to D's loss in each D update."""
@@ -203,6 +206,7 @@ class MutualInformation(Regulariser):
     """
 
     name = "info"
+    trains_outside_forward = True
     description = (
         "InfoGAN mutual-information term (needs an infogan model), weight=1, cont_weight=0.1"
     )

@@ -7,7 +7,7 @@ only when a batch is taken.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -51,13 +51,20 @@ class ImageDataset:
     def resolution(self) -> int:
         return int(self.images.shape[-1])
 
+    def to(self, device: torch.device | str) -> ImageDataset:
+        """The same dataset with its tensors on `device` (still uint8)."""
+        labels = None if self.labels is None else self.labels.to(device)
+        return replace(self, images=self.images.to(device), labels=labels)
+
     def batch(
         self, index: torch.Tensor, device: torch.device | str = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images scaled to [-1, 1] (float32) and labels for the given indices, on `device`."""
+        index = index.to(self.images.device)
         x = self.images[index].to(device, non_blocking=True)
         x = x.float().div_(127.5).sub_(1.0)
-        y = None if self.labels is None else self.labels[index].to(device, non_blocking=True)
+        y = None if self.labels is None else self.labels[index.to(self.labels.device)]
+        y = None if y is None else y.to(device, non_blocking=True)
         return x, y
 
 

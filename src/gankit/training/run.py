@@ -22,6 +22,7 @@ from ..checkpoint import atomic_write_json, load_checkpoint
 from ..config import RESUMABLE_KEYS, RunConfig, TrainConfig, apply_overrides, to_dict
 from ..data import load_dataset
 from ..data.base import ImageDataset
+from ..distributed import broadcast_object, current_world
 from ..errors import UserError
 from ..models import MODELS, create_model, make_config
 from ..objectives import create_objective
@@ -167,6 +168,7 @@ def _write_config(
             "notes": ds.notes,
         },
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "processes": current_world().size,
     }
     doc.update(extra or {})
     atomic_write_json(run_dir / "config.json", doc)
@@ -260,15 +262,40 @@ def train(
     )
     if dry_run:
         return rc
-    path = Path(run_dir) if run_dir is not None else new_run_dir(outdir, model, data)
-    prepare_run_dir(path, overwrite)
-    _write_config(path, rc, ds)
+    path = _main_makes_run_dir(
+        lambda: Path(run_dir) if run_dir is not None else new_run_dir(outdir, model, data),
+        overwrite,
+        lambda p: _write_config(p, rc, ds),
+    )
     trainer = Trainer(
         rc, path, ds, progress=progress, tensorboard=tensorboard, evaluate=_eval_hook(rc, path)
     )
     if progress:
         _announce(trainer, "training")
     return trainer.train()
+
+
+def _main_makes_run_dir(
+    choose: Callable[[], Path], overwrite: bool, write: Callable[[Path], None]
+) -> Path:
+    """Rank 0 chooses and prepares the run folder and tells the other ranks (one process:
+    just that). An error on rank 0 is raised on every rank, so none waits for the others."""
+    world = current_world()
+    found: tuple[str, str | None] = ("", None)
+    if world.is_main:
+        try:
+            path = choose()
+            prepare_run_dir(path, overwrite)
+            write(path)
+            found = (str(path), None)
+        except UserError as exc:
+            if not world.distributed:
+                raise
+            found = ("", str(exc))
+    found = broadcast_object(found, world)
+    if found[1] is not None:
+        raise UserError(found[1])
+    return Path(found[0])
 
 
 def _eval_hook(
@@ -334,7 +361,14 @@ def _eval_hook(
 
 def _announce(trainer: Trainer, verb: str) -> None:
     """One line on what is about to happen, and what the loader did to the data."""
+    if not trainer.is_main:
+        return
     ds, mc = trainer.dataset, trainer.run_config.model_config
+    if trainer.world.distributed:
+        print(
+            f"gankit: {trainer.world.size} processes, {trainer.local_batch} images each per "
+            f"step (global batch {trainer.cfg.batch_size}), sync_bn={trainer.cfg.sync_bn}"
+        )
     print(
         f"gankit: {verb} {trainer.run_config.model} on {ds.name} ({len(ds)} images, "
         f"{mc['channels']}x{mc['resolution']}x{mc['resolution']}) for "
@@ -401,6 +435,8 @@ def _resume(
     )
     prev = {}
     cfg_path = run_dir / "config.json"
+    if not trainer.is_main:  # rank 0 rewrites the config
+        return trainer.train()
     if cfg_path.is_file():
         try:
             prev = json.loads(cfg_path.read_text())

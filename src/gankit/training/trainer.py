@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,15 @@ from ..config import RunConfig, TrainConfig, to_dict
 from ..data.base import ImageDataset
 from ..data.mixtures import SCATTER_POINTS, SCATTER_REALS, PointDataset
 from ..device import resolve_device
+from ..distributed import (
+    World,
+    any_rank,
+    average,
+    average_gradients,
+    convert_sync_batchnorm,
+    current_world,
+    rank_device,
+)
 from ..errors import UserError
 from ..latent import class_grid, prior_of
 from ..models import create_model
@@ -75,10 +85,35 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
 
 
 def make_optimizer(cfg: TrainConfig, net: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam with (beta1, beta2), or RMSprop as in the WGAN paper (momentum-free)."""
+    """Adam with (beta1, beta2), or RMSprop as in the WGAN paper (momentum-free).
+
+    `optimizer_impl` picks torch's implementation, which changes speed, not the maths: `fused`
+    (one kernel for all weights; RMSprop has none and uses `foreach`), `foreach` (batched
+    tensor ops) or `loop` (one weight at a time, torch's default on the CPU).
+    """
+    impl = cfg.optimizer_impl
+    kw: dict[str, Any] = {"foreach": impl != "loop"}
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(net.parameters(), lr=lr)
-    return torch.optim.Adam(net.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
+        return torch.optim.RMSprop(net.parameters(), lr=lr, **kw)
+    if impl == "fused":
+        kw = {"fused": True}
+    return torch.optim.Adam(net.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), **kw)
+
+
+def data_on_device(dataset: ImageDataset, device: torch.device, how: str) -> ImageDataset:
+    """The dataset with its uint8 images on the training device when that is worthwhile.
+
+    Batches are then cut by indexing on the device, with no host-to-device copy per step. On
+    a GPU the images must take under a quarter of its free memory; the CPU needs no move.
+    """
+    if how == "cpu" or device.type == "cpu" or dataset.images.device == device:
+        return dataset
+    size = dataset.images.numel() + (0 if dataset.labels is None else 8 * len(dataset))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if size > free // 4:
+            return dataset
+    return dataset.to(device)
 
 
 def check_batch_size(batch_size: int, n: int) -> None:
@@ -143,13 +178,20 @@ class Trainer:
         self.cfg = cfg = run_config.train
         self.run_dir = Path(run_dir)
         self.dataset = dataset
-        self.progress = progress
-        self.device = resolve_device(cfg.device)
+        # Several processes (torchrun): each trains its slice of every global batch; only
+        # rank 0 writes to the run folder.
+        self.world: World = current_world()
+        self.is_main = self.world.is_main
+        self.progress = progress and self.is_main
+        self.device = rank_device(resolve_device(cfg.device), self.world)
         torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
 
         self.model = create_model(run_config.model, **run_config.model_config)
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+        if cfg.sync_bn and self.world.distributed:
+            self.model.G = convert_sync_batchnorm(self.model.G, self.device)
+            self.model.D = convert_sync_batchnorm(self.model.D, self.device)
         self.G = self.model.G.to(self.device, memory_format=self.memory_format).train()
         self.D = self.model.D.to(self.device, memory_format=self.memory_format).train()
         self.G_ema = make_ema(self.G) if cfg.ema else None
@@ -165,6 +207,14 @@ class Trainer:
 
         n = len(dataset)
         check_batch_size(cfg.batch_size, n)
+        if cfg.batch_size % self.world.size:
+            raise UserError(
+                f"the global batch ({cfg.batch_size}) must split evenly over "
+                f"{self.world.size} processes; pass a --batch-size divisible by {self.world.size}"
+            )
+        self.local_batch = cfg.batch_size // self.world.size
+        self.dataset = data_on_device(dataset, self.device, cfg.data_device)
+        self._wrap_networks()
         if self.conditional and dataset.labels is None:
             raise UserError(
                 f"{run_config.model} is class-conditional but {dataset.name} has no "
@@ -177,9 +227,36 @@ class Trainer:
         self.step = 0  # G updates so far
         self._perm: torch.Tensor | None = None
         self._perm_epoch = -1
-        self.logger = MetricsLogger(self.run_dir, tensorboard=tensorboard)
+        self.logger = MetricsLogger(self.run_dir, tensorboard=tensorboard and self.is_main)
         if resume is not None:
             self._restore(resume)
+
+    def _wrap_networks(self) -> None:
+        """The callables the training step runs: G and D themselves, or wrapped by
+        DistributedDataParallel (gradients averaged over the ranks) and/or torch.compile.
+
+        G's update runs D without DDP (`D_for_g`): D's weights take no gradient there, and a
+        DDP module whose parameters get no gradient would wait for them forever.
+        """
+        G_step, D_step, D_for_g = self.G, self.D, self.D
+        # A regulariser that trains parts of D outside D's forward (InfoGAN's Q head) leaves
+        # DDP waiting for gradients it never sees; such a D's gradients are averaged by hand.
+        self.average_d_by_hand = self.world.distributed and any(
+            r.trains_outside_forward for r in self.regularisers
+        )
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # 1-channel weights are both NCHW and NHWC; their gradients may come in either
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+            G_step = DDP(self.G, device_ids=ids)
+            if not self.average_d_by_hand:
+                D_step = DDP(self.D, device_ids=ids)
+        if self.cfg.compile:
+            G_step, D_step = torch.compile(G_step), torch.compile(D_step)
+            D_for_g = D_step if not self.world.distributed else torch.compile(self.D)
+        self.G_step, self.D_step, self.D_for_g = G_step, D_step, D_for_g
 
     # ------------------------------------------------------------------ state
     @property
@@ -263,7 +340,10 @@ class Trainer:
         assert self._perm is not None
         b = self.cfg.batch_size
         self.batch_index += 1
-        x, y = self.dataset.batch(self._perm[pos * b : (pos + 1) * b], self.device)
+        index = self._perm[pos * b : (pos + 1) * b]
+        if self.world.distributed:  # this rank's slice of the global batch
+            index = index[self.world.rank * self.local_batch :][: self.local_batch]
+        x, y = self.dataset.batch(index, self.device)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
@@ -276,9 +356,17 @@ class Trainer:
             enabled=self.amp_dtype is not None,
         )
 
-    def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _noise(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Latents (and labels) for this rank: every rank draws the same global batch from the
+        same generator and keeps its slice, so N processes see what one process would."""
+        n = self.cfg.batch_size
         z = self.prior.sample(n, self.device)
         y = torch.randint(self.num_classes, (n,), device=self.device) if self.conditional else None
+        if self.world.distributed:
+            lo = self.world.rank * self.local_batch
+            part = slice(lo, lo + self.local_batch)
+            z = z[part]
+            y = None if y is None else y[part]
         return z, y
 
     def _add_terms(
@@ -307,24 +395,28 @@ class Trainer:
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """n_critic D updates then one G update; returns detached scalars (no host sync)."""
-        G, D, obj = self.G, self.D, self.objective
+        G, D, obj = self.G_step, self.D, self.objective
         n_critic = self.cfg.n_critic
         reuse = n_critic == 1  # as in the DCGAN tutorial: G's forward serves both updates
         D.requires_grad_(True)
         logs: dict[str, torch.Tensor] = {}
         for _ in range(n_critic):
             real, y_real = self._real_batch()
-            z, y_fake = self._noise(real.shape[0])
+            z, y_fake = self._noise()
             with self._autocast():
                 if reuse:
                     fake = G(z, y_fake)
                 else:
                     with torch.no_grad():
                         fake = G(z, y_fake)
-                loss_d, logs_d = obj.d_loss(D, real, fake.detach(), y_real, y_fake)
+                loss_d, logs_d = obj.d_loss(self.D_step, real, fake.detach(), y_real, y_fake)
+            if self.world.distributed:  # batch-dependent state (BEGAN's k_t): the global value
+                obj.average_state(lambda t: average(t, self.world))
             loss_d = self._add_terms("d", loss_d, logs_d, real, y_real, fake.detach(), y_fake, z)
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
+            if self.average_d_by_hand:
+                average_gradients(self.D, self.world)
             self.opt_D.step()
             for reg in self.regularisers:
                 reg.after_d_step(D)
@@ -332,9 +424,9 @@ class Trainer:
         D.requires_grad_(False)  # G's update needs gradients through D, not of D's weights
         with self._autocast():
             if not reuse:
-                z, y_fake = self._noise(self.cfg.batch_size)
+                z, y_fake = self._noise()
                 fake = G(z, y_fake)
-            loss_g, logs_g = obj.g_loss(D, fake, y_fake)
+            loss_g, logs_g = obj.g_loss(self.D_for_g, fake, y_fake)
         loss_g = self._add_terms("g", loss_g, logs_g, None, None, fake, y_fake, z)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -343,7 +435,7 @@ class Trainer:
         logs.update(logs_g)
         if self.G_ema is not None:
             beta = ema_beta(self.cfg.batch_size, self.nimg, self.cfg.ema_kimg, self.cfg.ema_rampup)
-            update_ema(self.G_ema, G, beta)
+            update_ema(self.G_ema, self.G, beta)
         self.step += 1
         return logs
 
@@ -425,11 +517,20 @@ class Trainer:
     def _frames(self) -> list[Path]:
         return sorted((self.run_dir / "samples").glob("fakes*.png"))
 
-    def refresh_figures(self) -> None:
-        """Loss curves and the progress animation from what is on disk."""
+    GIF_EVERY_S = 120.0  # the animation is rebuilt from all frames: at most this often
+
+    def refresh_figures(self, final: bool = True) -> None:
+        """Loss curves and the progress animation from what is on disk.
+
+        Rebuilding the GIF costs time in proportion to the number of frames, so during
+        training it is redrawn at most every GIF_EVERY_S seconds, and always at the end.
+        """
         title = f"{self.run_config.model} on {self.dataset.name}"
         viz.plot_losses(self.logger.path, self.run_dir / "losses.png", title=title)
-        viz.save_gif(self._frames(), self.run_dir / "progress.gif")
+        now = time.perf_counter()
+        if final or now - getattr(self, "_gif_at", -math.inf) >= self.GIF_EVERY_S:
+            viz.save_gif(self._frames(), self.run_dir / "progress.gif")
+            self._gif_at = now
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> TrainResult:
@@ -437,13 +538,17 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
+        main = self.is_main  # the only rank that writes to the run folder
         samples = self.run_dir / "samples"
-        samples.mkdir(parents=True, exist_ok=True)
         start_nimg = self.nimg
-        if start_nimg == 0:
+        if not main:
+            pass
+        elif start_nimg == 0:
+            samples.mkdir(parents=True, exist_ok=True)
             self._write_reals()
             self.sample_grid(samples / f"fakes{0:09d}.png")
         else:  # resuming: forget what was logged or drawn after the checkpoint
+            samples.mkdir(parents=True, exist_ok=True)
             self.logger.truncate_after(start_nimg)
             for f in self._frames():
                 if int(f.stem[5:]) > start_nimg:
@@ -451,7 +556,7 @@ class Trainer:
         sample_every = max(1, int(cfg.sample_every_kimg * 1000))
         eval_every = (
             max(1, int(cfg.eval_every_kimg * 1000))
-            if cfg.eval_every_kimg is not None and self.evaluate is not None
+            if cfg.eval_every_kimg is not None and self.evaluate is not None and main
             else None
         )
         ckpt_every = max(1, int(cfg.ckpt_every_kimg * 1000))
@@ -478,11 +583,14 @@ class Trainer:
                 for k, v in logs.items():
                     acc[k] = acc[k] + v if k in acc else v.clone()
                 acc_n += 1
+                log_now = self.step % cfg.log_every == 0
                 out_of_time = (
                     cfg.max_seconds is not None and time.perf_counter() - t0 >= cfg.max_seconds
                 )
+                if self.world.distributed:  # the ranks agree on when to stop, at log steps
+                    out_of_time = log_now and any_rank(out_of_time, self.world, self.device)
                 done = self.nimg >= self.total_nimg or out_of_time
-                if self.step % cfg.log_every == 0 or done:
+                if log_now or done:
                     now = time.perf_counter()
                     rec = self._flush(acc, acc_n, now - t_last, self.nimg - n_last)
                     acc, acc_n, t_last, n_last = {}, 0, now, self.nimg
@@ -493,9 +601,9 @@ class Trainer:
                         refresh=False,
                     )
                 bar.update(self.nimg - before)
-                if self.nimg // sample_every > before // sample_every or done:
+                if main and (self.nimg // sample_every > before // sample_every or done):
                     self.sample_grid(samples / f"fakes{self.nimg:09d}.png")
-                    self.refresh_figures()
+                    self.refresh_figures(final=done)
                 if eval_every is not None and (
                     self.nimg // eval_every > before // eval_every or done
                 ):
@@ -511,18 +619,21 @@ class Trainer:
                         + (f" (best {self.best['value']:.4g})" if self.best else "")
                     )
                 if self.nimg // ckpt_every > before // ckpt_every or done:
-                    last_ckpt = self.save()
+                    last_ckpt = self.save() if main else None
                     saved_at = self.nimg
         except KeyboardInterrupt:
             bar.close()
-            ck = self.save() if self.nimg != saved_at else last_ckpt
-            self.refresh_figures()
+            ck = last_ckpt
+            if main:
+                ck = self.save() if self.nimg != saved_at else last_ckpt
+                self.refresh_figures()
             self.logger.close()
             raise TrainingInterrupted(ck) from None
         bar.close()
-        if saved_at != self.nimg:
-            last_ckpt = self.save()
-        self.refresh_figures()
+        if main:
+            if saved_at != self.nimg:
+                last_ckpt = self.save()
+            self.refresh_figures()
         self.logger.close()
         return TrainResult(
             self.run_dir,
@@ -537,9 +648,16 @@ class Trainer:
     def _flush(
         self, acc: dict[str, torch.Tensor], n: int, seconds: float, images: int
     ) -> dict[str, Any]:
-        """Turn accumulated tensors into one metrics record (the only host sync)."""
+        """Turn accumulated tensors into one metrics record (the only host sync).
+
+        With several processes the values are averaged over the ranks (every rank calls this
+        at the same steps) and only rank 0 writes the record.
+        """
         keys = sorted(acc)
-        values = torch.stack([acc[k].float() for k in keys]).div(max(n, 1)).tolist() if keys else []
+        values = []
+        if keys:
+            stacked = torch.stack([acc[k].float() for k in keys]).div(max(n, 1))
+            values = average(stacked, self.world).tolist()
         rec: dict[str, Any] = {
             "step": self.step,
             "nimg": self.nimg,
@@ -549,7 +667,8 @@ class Trainer:
         rec.update(zip(keys, values, strict=True))
         rec["img_per_s"] = images / seconds if seconds > 0 else 0.0
         rec["sec_per_step"] = seconds / max(n, 1)
-        self.logger.log(rec)
+        if self.is_main:
+            self.logger.log(rec)
         bad = [k for k in keys if not math.isfinite(rec[k])]
         if bad:
             last = list_checkpoints(self.run_dir)
