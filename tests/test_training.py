@@ -10,7 +10,7 @@ import torch
 from gankit.checkpoint import list_checkpoints, load_checkpoint
 from gankit.config import RunConfig, TrainConfig, apply_overrides
 from gankit.latent import seed_latents
-from gankit.models import list_models
+from gankit.models import create_model, list_models
 from gankit.sampling import generate, load, parse_seeds
 from gankit.training.ema import ema_beta, make_ema, update_ema
 from gankit.training.trainer import Trainer
@@ -173,9 +173,15 @@ def test_truncation_resamples_within_the_threshold():
     torch.testing.assert_close(z[inside], free[inside])  # untouched components stay
 
 
+# The plain path every speed lever is checked against: fp32, NCHW, torch's one-weight-at-a-time
+# Adam, no compilation, data indexed on the host.
+PLAIN = {"channels_last": False, "optimizer_impl": "loop", "compile": False, "data_device": "cpu"}
+
+
 def _three_steps(tmp_path, **train):
     ds = synthetic_dataset(n=48)
-    tr = Trainer(_rc("dcgan", kimg=1.0, **train), tmp_path, ds, progress=False, tensorboard=False)
+    rc = _rc("dcgan", kimg=1.0, **{**PLAIN, **train})
+    tr = Trainer(rc, tmp_path, ds, progress=False, tensorboard=False)
     logs = [tr.train_step() for _ in range(3)]
     return tr, logs
 
@@ -183,10 +189,29 @@ def _three_steps(tmp_path, **train):
 @pytest.mark.parametrize(
     "train,rtol,atol",
     [
-        ({"channels_last": True}, 1e-4, 1e-5),  # same maths, another memory layout
-        ({"precision": "bf16"}, 0.05, 0.02),  # bf16 forward, fp32 master weights
+        # Same maths in another memory layout or optimizer kernel: fp32 rounding only. Three
+        # Adam steps move a weight by up to 3 * lr = 6e-4, so atol 1e-5 can fail.
+        ({"channels_last": True}, 1e-4, 1e-5),
+        ({"optimizer_impl": "foreach"}, 1e-5, 1e-6),
+        ({"optimizer_impl": "fused"}, 1e-5, 1e-6),
+        ({"data_device": "auto"}, 0, 0),  # on the CPU the data already is on the device
+        ({"compile": True}, 1e-4, 1e-5),  # inductor fuses ops: a different rounding order
+        # bf16 forward passes (8-bit mantissa), fp32 master weights and losses
+        ({"precision": "bf16"}, 0.05, 0.02),
         ({"precision": "bf16", "channels_last": True}, 0.05, 0.02),
+        # the defaults: channels_last, fused Adam, data on the device
+        ({k: TrainConfig.__dataclass_fields__[k].default for k in PLAIN}, 1e-4, 1e-5),
     ],
+    ids=[
+        "channels_last",
+        "foreach",
+        "fused",
+        "data_device",
+        "compile",
+        "bf16",
+        "bf16+channels_last",
+        "defaults",
+    ],  # fmt: skip
 )
 def test_speed_options_match_the_fp32_path(tmp_path, train, rtol, atol):
     ref, ref_logs = _three_steps(tmp_path / "ref")
@@ -194,6 +219,12 @@ def test_speed_options_match_the_fp32_path(tmp_path, train, rtol, atol):
     for a, b in zip(ref_logs, fast_logs, strict=True):
         for k in ("loss_d", "loss_g", "d_real", "d_fake"):
             torch.testing.assert_close(b[k].float(), a[k].float(), rtol=rtol, atol=atol)
+    if rtol < 0.01:  # the fp32 levers: every weight and Adam moment after 3 steps
+        a, _ = ref.state_tensors_and_meta()
+        b, _ = fast.state_tensors_and_meta()
+        for key in a:
+            if not key.startswith("rng."):
+                torch.testing.assert_close(b[key], a[key], rtol=rtol, atol=atol, msg=key)
     z = torch.randn(8, 8)
     ref.G.eval()
     fast.G.eval()
@@ -203,3 +234,35 @@ def test_speed_options_match_the_fp32_path(tmp_path, train, rtol, atol):
     if train.get("channels_last"):
         w = next(m.weight for m in fast.D.modules() if isinstance(m, torch.nn.Conv2d))
         assert w.is_contiguous(memory_format=torch.channels_last)
+    if train.get("optimizer_impl") == "fused":
+        assert fast.opt_D.defaults["fused"]
+    if train.get("compile"):
+        assert fast.G_step is not fast.G  # the step runs the compiled module
+
+
+def test_bf16_updates_point_the_same_way_as_fp32(tmp_path):
+    """bf16's loose tolerance above is near the size of 3 Adam steps, so also check that the
+    weight changes themselves agree: cosine similarity of (after - before) per network."""
+    ref, _ = _three_steps(tmp_path / "ref")
+    fast, _ = _three_steps(tmp_path / "fast", precision="bf16")
+    torch.manual_seed(ref.cfg.seed)
+    start = create_model("dcgan", **tiny_overrides("dcgan"))
+    for name in ("G", "D"):
+        w0 = torch.cat([p.flatten() for p in getattr(start, name).parameters()])
+        d_ref = torch.cat([p.flatten() for p in getattr(ref, name).parameters()]) - w0
+        d_fast = torch.cat([p.flatten() for p in getattr(fast, name).parameters()]) - w0
+        cos = torch.nn.functional.cosine_similarity(d_ref, d_fast, dim=0)
+        assert d_ref.abs().max() > 1e-4  # the weights did move
+        assert cos > 0.9, (name, float(cos))
+
+
+def test_data_on_device_keeps_the_data_on_the_cpu_for_a_cpu_run():
+    from gankit.training.trainer import data_on_device
+
+    ds = synthetic_dataset(n=8)
+    assert data_on_device(ds, torch.device("cpu"), "auto") is ds
+    moved = ds.to("cpu")
+    torch.testing.assert_close(moved.images, ds.images, rtol=0, atol=0)
+    x, y = moved.batch(torch.tensor([3, 1]))
+    torch.testing.assert_close(x, ds.batch(torch.tensor([3, 1]))[0])
+    assert y.tolist() == [ds.labels[3].item(), ds.labels[1].item()]
