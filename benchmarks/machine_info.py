@@ -18,3 +18,21 @@ def machine() -> dict:
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
     }
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB.
+
+    VmHWM from /proc starts afresh at exec, whereas getrusage's ru_maxrss carries over the
+    parent's peak into a forked child, which would credit a child with its parent's memory.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -27,13 +27,12 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from machine_info import machine  # benchmarks/ is on sys.path when a script runs
+from machine_info import machine, peak_rss_mib  # benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL, CHANNELS = "dcgan", 3
@@ -86,7 +85,7 @@ def child(argv: list[str]) -> None:
         "seconds": seconds,
         "images": steps * batch,
         "threads": torch.get_num_threads(),
-        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "max_rss_mib": peak_rss_mib(),
     }
     print(json.dumps(out))
 

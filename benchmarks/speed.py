@@ -1,11 +1,14 @@
 """Training speed: the DCGAN tutorial's plain loop against gankit's trainer, same model and data.
 
 Each measurement runs in its own process, back to back:
-- `baseline`: the loop of the PyTorch DCGAN tutorial, step by step: a torchvision ImageFolder
-  with per-sample PIL transforms (Resize, CenterCrop, ToTensor, Normalize) behind a DataLoader
+- `baseline`: the loop of the PyTorch DCGAN tutorial, step by step: a torchvision dataset with
+  per-sample PIL transforms (Resize, CenterCrop, ToTensor, Normalize) behind a DataLoader
   (2 workers), D(real) then D(fake) with BCELoss on sigmoid outputs, one D step, one G step,
-  `.item()` of the losses and D's outputs every step. The networks are gankit's `dcgan`
-  (the tutorial's architecture), so only the loop differs.
+  `.item()` of the losses and D's outputs every step, torch's default Adam. The networks are
+  gankit's `dcgan` / `cgan` (the tutorial's architecture), so only the loop differs.
+  Data: for DCGAN-64, 2,048 JPEGs of CelebA's aligned size (178x218, smooth synthetic
+  content, quality 90) in an ImageFolder, as the tutorial reads CelebA; for the MNIST configs,
+  torchvision's MNIST from --data-root (../shared/datasets), else 28x28 PNGs in an ImageFolder.
 - gankit's `Trainer` on the same images, decoded once into memory, in each speed mode.
 
 It prints images/s, time per step, peak memory (max RSS of the process) and achieved GFLOP/s
@@ -21,27 +24,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from machine_info import machine  # benchmarks/ is on sys.path when a script runs
+from machine_info import machine, peak_rss_mib  # benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
+STEPS = {"dcgan64": 20, "dcgan32-mnist": 60, "cgan-mlp": 300}  # ~15-50 s per row
 CONFIGS = {  # name: (model, resolution, channels, batch)
     "dcgan64": ("dcgan", 64, 3, 128),  # the tutorial's: 64x64 RGB, batch 128
     "dcgan32-mnist": ("dcgan", 32, 1, 128),
     "cgan-mlp": ("cgan", 28, 1, 64),
 }
-MODES = {
-    "fp32": {},
-    "fp32 + channels_last": {"channels_last": True},
-    "bf16 + channels_last": {"precision": "bf16", "channels_last": True},
+MODES = {  # the levers one by one, then the defaults, then bf16
+    "fp32 plain (NCHW, loop Adam)": {"channels_last": False, "optimizer_impl": "loop"},
+    "fp32 + channels_last": {"optimizer_impl": "loop"},
+    "fp32 defaults (channels_last, fused Adam)": {},
+    "bf16 + defaults": {"precision": "bf16"},
 }
-N_IMAGES = 2048  # images written as PNG files for the baseline's ImageFolder
+N_IMAGES = 2048  # images written as files for the baseline's ImageFolder
+CELEBA_SIZE = (178, 218)  # width, height of CelebA's aligned images
 
 
 def peak_gflops(dtype: str, seconds: float = 2.0) -> float:
@@ -74,21 +79,41 @@ def peak_gflops(dtype: str, seconds: float = 2.0) -> float:
 
 
 def write_images(folder: Path, resolution: int, channels: int) -> None:
-    """Random-blob PNGs in ImageFolder's layout (one class folder), 10% larger than the
-    training size so that Resize and CenterCrop do real work, as they do on CelebA."""
+    """Images in ImageFolder's layout (one class folder): for RGB, CelebA-sized JPEGs of smooth
+    random colour fields (photo-like, so JPEG decoding costs what it costs on photos); for
+    grey, 28x28 PNGs of random strokes."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
     (folder / "all").mkdir(parents=True)
-    side = int(resolution * 1.1)
+    w, h = CELEBA_SIZE if channels == 3 else (28, 28)
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
     for i in range(N_IMAGES):
-        arr = rng.integers(0, 256, (side, side, channels), dtype=np.uint8)
-        Image.fromarray(arr[..., 0] if channels == 1 else arr).save(folder / "all" / f"{i}.png")
+        f = rng.normal(size=(3, 4))
+        arr = np.stack(
+            [np.sin(f[c, 0] * 6 * xx + f[c, 1] * 6 * yy + f[c, 2]) * 100 + 128 + f[c, 3] * 20
+             for c in range(channels)], -1,
+        )  # fmt: skip
+        arr = np.clip(arr + rng.normal(0, 8, arr.shape), 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr[..., 0] if channels == 1 else arr)
+        if channels == 3:
+            img.save(folder / "all" / f"{i}.jpg", quality=90)
+        else:
+            img.save(folder / "all" / f"{i}.png")
+
+
+def mnist_root() -> str | None:
+    """torchvision's MNIST folder when ../shared/datasets (or $GANKIT_DATA) has it."""
+    for root in (os.environ.get("GANKIT_DATA"), str(ROOT.parent / "shared" / "datasets")):
+        if root and (Path(root) / "MNIST" / "raw").is_dir():
+            return root
+    return None
 
 
 def step_flops(model: str, resolution: int, channels: int, batch: int) -> float:
-    """FLOPs of one D step plus one G step (forward and backward), counted by torch."""
+    """FLOPs of one D step plus one G step (forward and backward), counted by torch: the work
+    the step needs (D's weight gradients are not part of G's update, so not counted there)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -102,6 +127,7 @@ def step_flops(model: str, resolution: int, channels: int, batch: int) -> float:
     with FlopCounterMode(display=False) as fc:
         fake = m.G(z, y)
         (m.D(real, y).sum() + m.D(fake.detach(), y).sum()).backward()
+        m.D.requires_grad_(False)
         m.D(fake, y).sum().backward()
     return float(fc.get_total_flops())
 
@@ -117,10 +143,13 @@ def run_baseline(cfg: str, steps: int, warmup: int, folder: str) -> dict:
 
     model, res, ch, batch = CONFIGS[cfg]
     norm = T.Normalize((0.5,) * ch, (0.5,) * ch)
-    tf = [T.Grayscale(1)] if ch == 1 else []
-    dataset = dset.ImageFolder(
-        folder, transform=T.Compose([*tf, T.Resize(res), T.CenterCrop(res), T.ToTensor(), norm])
-    )
+    tf = T.Compose([T.Resize(res), T.CenterCrop(res), T.ToTensor(), norm])
+    if ch == 1 and mnist_root():  # torchvision's MNIST: a PIL image per sample, then tf
+        dataset = dset.MNIST(mnist_root(), train=True, download=False, transform=tf)
+    else:
+        dataset = dset.ImageFolder(
+            folder, transform=T.Compose([T.Grayscale(1), tf]) if ch == 1 else tf
+        )
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, shuffle=True, num_workers=2, drop_last=True,
         persistent_workers=True,
@@ -176,8 +205,11 @@ def run_gankit(cfg: str, mode: str, steps: int, warmup: int, folder: str) -> dic
     from speed_options import time_train_steps
 
     model, res, ch, batch = CONFIGS[cfg]
-    ds = load_dataset(f"folder:{folder}", train=True, resolution=res, channels=ch)
-    if model == "cgan":  # a conditional model needs labels: ten classes, as MNIST
+    if ch == 1 and mnist_root():
+        ds = load_dataset("mnist", train=True, resolution=res, root=mnist_root(), download=False)
+    else:
+        ds = load_dataset(f"folder:{folder}", train=True, resolution=res, channels=ch)
+    if model == "cgan" and ds.labels is None:  # a conditional model needs labels
         ds.labels = torch.arange(len(ds)) % 10
         ds.num_classes = 10
     rc = RunConfig(
@@ -195,14 +227,16 @@ def child(argv: list[str]) -> None:
         out = run_baseline(cfg, int(steps), int(warmup), folder)
     else:
         out = run_gankit(cfg, mode, int(steps), int(warmup), folder)
-    out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["max_rss_mib"] = peak_rss_mib()
     print(json.dumps(out))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", action="append", choices=list(CONFIGS), help="default: all")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument(
+        "--steps", type=int, help="timed steps per row (default: about 20 s of the baseline)"
+    )
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_speed.json")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
@@ -224,7 +258,8 @@ def main() -> None:
             for kind, mode in [("baseline", "tutorial loop (fp32)")] + [
                 ("gankit", m) for m in MODES
             ]:
-                cmd = [sys.executable, __file__, "--child", kind, cfg, mode, str(args.steps),
+                steps = str(args.steps or STEPS[cfg])
+                cmd = [sys.executable, __file__, "--child", kind, cfg, mode, steps,
                        str(args.warmup), tmp]  # fmt: skip
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
                 if proc.returncode != 0:
@@ -251,7 +286,7 @@ def main() -> None:
         print(f"| {r['config']} | {r['loop']} | {r['mode']} | {r['images_per_s']:.1f} | "
               f"{speedup:.2f} | {r['ms_per_step']:.0f} | {r['max_rss_mib']:.0f} | "
               f"{r['gflops']:.1f} | {r['fraction_of_peak']:.0%} |")  # fmt: skip
-    result = {"machine": machine(), "peak_gflops": peak, "steps": args.steps, "rows": rows}
+    result = {"machine": machine(), "peak_gflops": peak, "steps": args.steps or STEPS, "rows": rows}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 
