@@ -1,7 +1,8 @@
 """The `gankit` command: parse, validate, call the API, print. Nothing else lives here.
 
-Usage errors end with one line on stderr and exit code 2; an interrupted training run saves a
-checkpoint and exits 130.
+Usage errors end with one line on stderr and exit code 2; a failed write to the run folder
+(disk full, read-only) exits 1, divergence that rollbacks could not cure exits 3; SIGINT or
+SIGTERM during training saves a checkpoint of the last complete step and exits 130 or 143.
 """
 
 from __future__ import annotations
@@ -1163,24 +1164,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv  # `train --nproc N` relaunches itself under torchrun with these
     warnings.showwarning = _one_line_warning
+    from .training.guards import SIGNAL_NAMES, WRITE_ERRNOS, RunFolderError
     from .training.trainer import TrainingDiverged, TrainingInterrupted
 
     started = time.time()
     try:
         return COMMANDS[args.command](args)
     except TrainingInterrupted as exc:
+        name = SIGNAL_NAMES.get(exc.signum, f"signal {exc.signum}")
+        if exc.checkpoint is None:
+            state = "no checkpoint had been written"
+        else:
+            run = Path(str(exc.checkpoint)).parent.parent
+            state = (
+                f"state saved to {exc.checkpoint}"
+                if exc.saved
+                else f"stopped mid-step (second signal); the last checkpoint is {exc.checkpoint}"
+            )
+            state += f"; continue with: gankit train --resume {run}"
         print(
-            f"\ngankit: interrupted after {time.time() - started:.0f} s; state saved to "
-            f"{exc.checkpoint}; continue with --resume {Path(str(exc.checkpoint)).parent.parent}",
+            f"\ngankit: stopped by {name} after {time.time() - started:.0f} s; {state}",
             file=sys.stderr,
         )
-        return 130
+        return 128 + exc.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     except TrainingDiverged as exc:
         print(f"gankit: error: {exc}", file=sys.stderr)
         return 3
+    except RunFolderError as exc:
+        print(f"gankit: error: {exc}", file=sys.stderr)
+        return 1
     except UserError as exc:
         print(f"gankit: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a write that failed outside training (config, figures, samples)
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        print(
+            f"gankit: error: cannot write {exc.filename}: {WRITE_ERRNOS[exc.errno]}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ anything but the run's length and its reporting intervals.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
@@ -18,6 +19,9 @@ from typing import Any, TypeVar
 from .errors import UserError
 
 C = TypeVar("C")
+
+MAX_KIMG = 1e9  # run lengths and intervals (kimg or epochs): a trillion images is plenty
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -62,6 +66,10 @@ class TrainConfig:
     eval_every_kimg: float | None = None  # score G (G_ema) every N kimg and at the end
     eval_metrics: str | None = None  # comma-separated metric names, e.g. fd2k_mnistcnn
     keep_best: str | None = None  # keep checkpoints/best.safetensors, best by this metric
+    nan_check: str = "step"  # when to look for NaN/Inf losses and gradients: step or log
+    nan_retries: int = 3  # roll back to the last good state at most this often, then stop
+    nan_lr_factor: float = 0.5  # each rollback multiplies both learning rates by this
+    collapse_threshold: float = 0.1  # warn when sample diversity / data diversity drops below
 
     def validate(self) -> None:
         """Raise a UserError for values that make no sense."""
@@ -90,6 +98,16 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise UserError(f"{key} must be > 0 (got {value})")
+        # The trainer turns these into whole image counts (kimg * 1000); past ~1e305 that is
+        # infinite and int() fails mid-run, so refuse absurd lengths here.
+        for key in ("epochs", "kimg", "sample_every_kimg", "ckpt_every_kimg", "eval_every_kimg"):
+            value = getattr(self, key)
+            if value is not None and value > MAX_KIMG:
+                raise UserError(f"{key} must be at most {MAX_KIMG:g} (got {value})")
+        # torch seeds must fit in 64 bits, and the trainer seeds each epoch's shuffle with
+        # seed * 1_000_003 + epoch, so keep seeds to the usual unsigned 32-bit range.
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"seed must be in 0..{MAX_SEED} (got {self.seed})")
         if self.max_images is not None and self.max_images <= 0:
             raise UserError(f"max_images must be > 0 (got {self.max_images})")
         if self.optimizer not in ("adam", "rmsprop"):
@@ -113,6 +131,17 @@ class TrainConfig:
         if self.keep_best is not None and self.keep_best not in names:
             raise UserError(
                 f"keep_best={self.keep_best} must be one of the eval_metrics ({', '.join(names)})"
+            )
+        if self.nan_check not in ("step", "log"):
+            raise UserError(f"nan_check must be step or log (got {self.nan_check!r})")
+        if self.nan_retries < 0:
+            raise UserError(f"nan_retries must be >= 0 (got {self.nan_retries})")
+        if not 0.0 < self.nan_lr_factor <= 1.0:
+            raise UserError(f"nan_lr_factor must be in (0, 1] (got {self.nan_lr_factor})")
+        if not 0.0 <= self.collapse_threshold < 1.0:
+            raise UserError(
+                f"collapse_threshold must be in [0, 1) (got {self.collapse_threshold}); 0 turns "
+                "the mode-collapse warning off"
             )
         if self.ema_rampup is not None and not self.ema_rampup > 0:
             raise UserError(f"ema_rampup must be > 0 or None (got {self.ema_rampup})")
@@ -141,6 +170,10 @@ RESUMABLE_KEYS = frozenset(
         "eval_every_kimg",
         "eval_metrics",
         "keep_best",
+        "nan_check",
+        "nan_retries",
+        "nan_lr_factor",
+        "collapse_threshold",
     }
 )
 
@@ -165,7 +198,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except UserError as exc:
                 errors.append(str(exc))
-        raise UserError(errors[0] if errors else f"{key}: cannot take {value!r}")
+        raise UserError(errors[0] if errors else f"{key}: cannot take {_short(value)}")
     if origin in (tuple, list):
         raise UserError(f"{key}: sequence values are not supported here")
     if tp is bool:
@@ -175,36 +208,47 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return True
         if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
             return False
-        raise UserError(f"{key} must be true or false (got {value!r})")
+        raise UserError(f"{key} must be true or false (got {_short(value)})")
     if tp is int:
-        if isinstance(value, bool):
-            raise UserError(f"{key} must be an integer (got {value!r})")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise UserError(f"{key} must be an integer (got {value!r})")
+        number = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):  # also strings of more than 4300 digits
+                number = int(value)
+        if number is None:
+            raise UserError(f"{key} must be an integer (got {_short(value)})")
+        # Every int field is a size, a count or a seed: beyond 64 bits torch cannot take it.
+        if not -(2**63) <= number < 2**63:
+            raise UserError(f"{key} must be an integer within +-2**63 (got {_short(value)})")
+        return number
     if tp is float:
         if isinstance(value, bool):
             raise UserError(f"{key} must be a number (got {value!r})")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
+        try:
+            if isinstance(value, (int, float, str)):
                 return float(value)
-            except ValueError:
-                pass
-        raise UserError(f"{key} must be a number (got {value!r})")
+        except (ValueError, OverflowError):  # OverflowError: an int beyond float's range
+            pass
+        raise UserError(f"{key} must be a number (got {_short(value)})")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise UserError(f"{key} must be a string (got {value!r})")
+        raise UserError(f"{key} must be a string (got {_short(value)})")
     raise UserError(f"{key}: unsupported type {tp}")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters so an error stays one readable line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more than 4300 digits (or a list of them) has no repr
+        if isinstance(value, int):
+            return f"an integer of {value.bit_length()} bits"
+        return f"a {type(value).__name__} holding a huge integer"
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
 
 
 def apply_overrides(cfg: C, overrides: Mapping[str, Any], *, what: str = "option") -> C:
@@ -217,10 +261,14 @@ def apply_overrides(cfg: C, overrides: Mapping[str, Any], *, what: str = "option
     Returns:
         A new dataclass instance.
     """
+    if not isinstance(overrides, Mapping):
+        raise UserError(f"{what}s must be key: value pairs (got {_short(overrides)})")
     hints = _type_hints(type(cfg))
     names = [f.name for f in fields(cfg)]  # type: ignore[arg-type]
     changes = {}
     for key, value in overrides.items():
+        if not isinstance(key, str):
+            raise UserError(f"unknown {what} {_short(key)}; valid: {', '.join(names)}")
         key_norm = key.replace("-", "_")
         if key_norm not in names:
             raise UserError(f"unknown {what} {key!r}; valid: {', '.join(names)}")
@@ -266,11 +314,21 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunConfig:
-        try:
-            return cls(
-                model=str(data["model"]),
-                model_config=dict(data["model_config"]),
-                train=from_dict(TrainConfig, data["train"], what="training option"),
-            )
-        except (KeyError, TypeError) as exc:
-            raise UserError(f"config is missing {exc}; is this a gankit run?") from None
+        hint = "is this a gankit run?"
+        if not isinstance(data, Mapping):
+            raise UserError(f"config is a {type(data).__name__}, not a JSON object; {hint}")
+        missing = [k for k in ("model", "model_config", "train") if k not in data]
+        if missing:
+            raise UserError(f"config is missing {', '.join(map(repr, missing))}; {hint}")
+        for key in ("model_config", "train"):
+            if not isinstance(data[key], Mapping):
+                raise UserError(
+                    f"config {key!r} is a {type(data[key]).__name__}, not a JSON object; {hint}"
+                )
+        if not isinstance(data["model"], str):
+            raise UserError(f"config 'model' must be a name (got {_short(data['model'])}); {hint}")
+        return cls(
+            model=data["model"],
+            model_config=dict(data["model_config"]),
+            train=from_dict(TrainConfig, data["train"], what="training option"),
+        )

@@ -17,6 +17,7 @@ default), so the checkpointed buffers are rank 0's.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -117,6 +118,15 @@ def any_rank(flag: bool, world: World, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def any_rank_each(flags: torch.Tensor, world: World) -> torch.Tensor:
+    """Element-wise: true on every rank where the flag is true on any (one small all-reduce)."""
+    if not world.distributed:
+        return flags
+    t = flags.float()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t > 0
 
 
 def average_gradients(module: nn.Module, world: World) -> None:
@@ -223,7 +233,21 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
         raise UserError(f"--nproc must be >= 1 (got {nproc})")
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    proc = subprocess.Popen(torchrun_command(nproc, argv), env=env)
+    got: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:  # SIGTERM to us: torchrun passes it on
+        got.append(signum)
+        proc.send_signal(signum)
+
+    old = signal.signal(signal.SIGTERM, forward)
     try:
-        return subprocess.call(torchrun_command(nproc, argv), env=env)
-    except KeyboardInterrupt:  # torchrun forwards the signal; its ranks save and exit
-        return 130
+        while True:
+            try:
+                rc = proc.wait()
+                break
+            except KeyboardInterrupt:  # Ctrl-C reached torchrun too; its ranks save and exit
+                got.append(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    return 128 + got[0] if got and rc != 0 else rc

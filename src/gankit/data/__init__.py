@@ -4,6 +4,11 @@ A spec is a registered name (`gankit datasets` lists them), `folder:PATH` or `np
 loader returns its images at any size and with their own channel count; this module converts
 the channels and resizes to a square once, here, so the training loop only ever indexes a
 ready tensor.
+
+Images more than twice as long as they are wide (or the reverse) are first centre-cropped to
+2:1; the square crop that follows is the same, but a 1 x 1,000,000 strip is never scaled to a
+gigabyte-sized intermediate. A conversion whose result would not fit in the memory a dataset
+may take (`common.memory_budget`, half the machine's) is a UserError, raised before allocating.
 """
 
 from __future__ import annotations
@@ -11,16 +16,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from ..errors import UserError
 from . import builtin as _builtin  # noqa: F401  (registers the named datasets)
 from . import mixtures as _mixtures  # noqa: F401  (registers ring8 and grid25)
 from . import stacked as _stacked  # noqa: F401  (registers stacked-mnist, stacked-digits)
 from .base import ImageDataset, to_uint8, to_unit_range
-from .common import DATASETS, LoadRequest, default_root
+from .common import DATASETS, LoadRequest, check_fits, default_root
 from .folder import IMAGE_EXTENSIONS, load_folder
 from .mixtures import MIXTURES, PointDataset
 from .npz import load_npz
-from .transforms import check_channels, convert_channels, resize_square
+from .transforms import _CHUNK, check_channels, convert_channels, cover_size, resize_square
 
 __all__ = [
     "DATASETS",
@@ -127,6 +134,38 @@ def load_dataset(
     return _finish(dataset, request)
 
 
+# Longest side / shortest side kept before resizing (see the module docstring).
+_MAX_RATIO = 2
+
+
+def _crop_to_ratio(images: torch.Tensor, ratio: int) -> torch.Tensor:
+    """Centre-crop the long side of [N, C, H, W] images to at most `ratio` times the short."""
+    height, width = int(images.shape[2]), int(images.shape[3])
+    if width > ratio * height:
+        left = (width - ratio * height) // 2
+        return images[:, :, :, left : left + ratio * height]
+    if height > ratio * width:
+        top = (height - ratio * width) // 2
+        return images[:, :, top : top + ratio * width, :]
+    return images
+
+
+def _check_conversion_fits(images: torch.Tensor, request: LoadRequest) -> None:
+    """Refuse (before allocating) a resize whose result or float intermediate is too big."""
+    n, c, height, width = (int(d) for d in images.shape)
+    size = request.resolution
+    out_c = max(c, request.channels or c)
+    needed = n * out_c * size * size  # the uint8 result
+    if (height, width) != (size, size):
+        new_h, new_w = cover_size(height, width, size)
+        needed += min(n, _CHUNK) * c * new_h * new_w * 4  # one float32 chunk, scaled
+    check_fits(
+        needed,
+        f"{request.spec}: {n} images at {size}x{size}",
+        "use a smaller --resolution or fewer images (--max-images)",
+    )
+
+
 def _finish(dataset: ImageDataset, request: LoadRequest) -> ImageDataset:
     """Apply max_images, the channel conversion and the square resize every loader shares."""
     images, labels = dataset.images, dataset.labels
@@ -138,6 +177,8 @@ def _finish(dataset: ImageDataset, request: LoadRequest) -> ImageDataset:
     if native not in (1, 3):
         raise UserError(f"{request.spec} has {native}-channel images; gankit supports 1 or 3")
     height, width = int(images.shape[2]), int(images.shape[3])
+    images = _crop_to_ratio(images, _MAX_RATIO)
+    _check_conversion_fits(images, request)
     # Resize while there are fewest channels: grey -> RGB after, RGB -> grey before.
     if native == 1:
         images = convert_channels(resize_square(images, request.resolution), request.channels)

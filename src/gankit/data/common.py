@@ -7,8 +7,36 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
 from ..registry import Registry
 from .base import ImageDataset
+
+
+def memory_budget() -> int:
+    """Bytes a loader may fill: half of this machine's physical memory (at least 1 GiB)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: assume a small one
+        total = 16 * 2**30
+    return max(int(total) // 2, 2**30)
+
+
+def check_fits(nbytes: int, what: str, advice: str) -> None:
+    """A UserError (before anything is allocated) when `what` needs more than `memory_budget`.
+
+    A forged header or an absurd --resolution would otherwise make the loader allocate, and
+    the machine swap or kill the process, instead of saying what is wrong.
+    """
+    budget = memory_budget()
+    if nbytes > budget:
+        raise UserError(
+            f"{what} needs about {_gib(nbytes)} of memory, more than the {_gib(budget)} (half "
+            f"of this machine's memory) a dataset may take: {advice}"
+        )
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
 
 
 def default_root() -> Path:

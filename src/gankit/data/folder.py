@@ -13,7 +13,8 @@ long run at image 40,000. Every image is turned into grey ("L") or RGB like this
 
 The dataset is grey (1 channel) only if every image is grey; otherwise grey images are
 repeated into RGB. Each image is scaled so that its shorter side equals the resolution and
-centre-cropped to a square.
+centre-cropped to a square. A folder whose decoded images would not fit in the memory a dataset
+may take (`common.memory_budget`) is refused before anything is decoded.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from PIL import Image, ImageOps
 
 from ..errors import UserError
 from .base import ImageDataset
-from .common import LoadRequest
+from .common import LoadRequest, check_fits
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -165,6 +166,12 @@ def load_folder(path: str, req: LoadRequest) -> ImageDataset:
             f"gankit reads files ending in {extensions}"
         )
     classes = _class_folders(root, files) if req.folder_labels else None
+    wanted = len(files) if req.max_images is None else min(len(files), req.max_images)
+    check_fits(  # every decoded RGB image is held once as decoded and once in the result
+        2 * wanted * 3 * req.resolution**2,
+        f"{len(files)} images at {req.resolution}x{req.resolution}",
+        "use a smaller --resolution or fewer images (--max-images)",
+    )
 
     decoded = _decode_all(files, req.resolution, req.max_images)
     # With max_images, decoding may stop early: `decoded` can be shorter than `files`.

@@ -1,12 +1,20 @@
 """`npz:PATH`: images (and optional labels) saved with `numpy.savez`.
 
 The file is always opened with `allow_pickle=False`: an .npz from the internet must not be able
-to run code, so an object array (which needs pickle) is refused, never loaded.
+to run code, so an object array (which needs pickle) is refused, never loaded. Each array's
+header is read before its data: an array larger than the memory a dataset may take (see
+`common.memory_budget`), or than the bytes its file holds, is refused without allocating it.
+
+Conversions: uint8 images are kept as they are; other integer images must lie in 0..255; float
+images in [0, 1] are scaled by 255 and floats in [-1, 1] mapped by (v + 1) * 127.5 (rounded);
+labels must be 1-D integers in 0..2**31 - 1, one per image.
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +22,61 @@ import torch
 
 from ..errors import UserError
 from .base import ImageDataset
-from .common import LoadRequest
+from .common import LoadRequest, check_fits
 
 IMAGE_KEYS = ("x", "images")
 LABEL_KEYS = ("y", "labels")
 
 _HOW = "save one with numpy.savez(PATH, x=images, y=labels)"
 _READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError)
+# Reading a member can also fail in zlib (corrupt deflate data), on an encrypted member
+# (RuntimeError) or on a compression method Python lacks (NotImplementedError).
+_MEMBER_ERRORS = (*_READ_ERRORS, zlib.error, RuntimeError, NotImplementedError, MemoryError)
+
+
+# Class indices beyond this are not class indices (and uint64 ones would wrap in int64).
+MAX_LABEL = 2**31 - 1
+
+
+def _check_header(archive: np.lib.npyio.NpzFile, key: str, path: str) -> None:
+    """Refuse an array whose header declares more data than fits in memory or in the file.
+
+    np.load allocates the whole declared shape before reading a byte of data, so a forged
+    100-byte file can ask for terabytes, and a small deflated member can expand to gigabytes.
+    """
+    names = archive.zip.namelist()
+    member = f"{key}.npy" if f"{key}.npy" in names else key
+    info = archive.zip.getinfo(member)
+    with archive.zip.open(member) as f:
+        if f.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+            raise UserError(f"{path}: {key!r} is not a NumPy array (no .npy header): {_HOW}")
+        f.seek(0)
+        version = np.lib.format.read_magic(f)
+        reader = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = reader(f)
+        header_size = f.tell()
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    check_fits(
+        nbytes + 5 * count,  # the array, a float32 copy when it is scaled, and the uint8 result
+        f"{path}: array {key!r} of shape {shape} and dtype {dtype}",
+        "store fewer or smaller images",
+    )
+    if info.compress_type == zipfile.ZIP_STORED and nbytes > info.file_size - header_size:
+        raise UserError(
+            f"{path}: array {key!r} declares shape {shape} ({nbytes} bytes of {dtype}) but the "
+            f"file holds {max(info.file_size - header_size, 0)} bytes: it is truncated or "
+            f"damaged; {_HOW}"
+        )
 
 
 def _read(archive: np.lib.npyio.NpzFile, key: str, path: str) -> np.ndarray:
     try:
+        _check_header(archive, key, path)
         return np.asarray(archive[key])
     except ValueError as err:
         if "pickle" in str(err).lower() or "object" in str(err).lower():
@@ -33,7 +85,7 @@ def _read(archive: np.lib.npyio.NpzFile, key: str, path: str) -> np.ndarray:
                 "gankit never unpickles data files: store a numeric array instead"
             ) from None
         raise UserError(f"{path}: array {key!r} could not be read ({err}): {_HOW}") from None
-    except _READ_ERRORS as err:
+    except _MEMBER_ERRORS as err:
         raise UserError(f"{path}: array {key!r} could not be read ({err}): {_HOW}") from None
 
 
@@ -101,6 +153,11 @@ def _check_labels(labels: np.ndarray, count: int, path: str) -> np.ndarray:
         )
     if len(labels) and labels.min() < 0:
         raise UserError(f"{path}: labels include {labels.min()}; class indices must be >= 0")
+    if len(labels) and labels.max() > MAX_LABEL:
+        raise UserError(
+            f"{path}: labels include {labels.max()}; class indices must be at most {MAX_LABEL} "
+            "(store 0, 1, 2, ... for the classes)"
+        )
     return labels.astype(np.int64)
 
 
@@ -111,11 +168,16 @@ def load_npz(path: str, req: LoadRequest) -> ImageDataset:
         what = "is a folder (use folder:PATH for images)" if file.is_dir() else "does not exist"
         raise UserError(f"npz file {path} {what}: check the path after 'npz:'")
     try:
+        with open(file, "rb") as f:
+            # np.load would read a whole .npy (whatever size its header declares) only for it
+            # to be refused here, so look at the magic bytes first.
+            if f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
+                raise UserError(f"{path} is a single .npy array, not an .npz archive: {_HOW}")
         archive = np.load(file, allow_pickle=False)
     except _READ_ERRORS as err:
         raise UserError(f"{path} is not a readable .npz file ({err}): {_HOW}") from None
-    if isinstance(archive, np.ndarray):
-        raise UserError(f"{path} is a single .npy array, not an .npz archive: {_HOW}")
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise UserError(f"{path} is not an .npz archive: {_HOW}")
     with archive:
         keys = list(archive.files)
         image_key = next((k for k in IMAGE_KEYS if k in keys), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,13 @@ class MetricsLogger:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("nimg", "step"):
                     self._tb.add_scalar(k, v, step)
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """One line in events.jsonl: rollbacks, stops, diversity, collapse warnings (kept
+        across resumes: it is the run's history, not its curves)."""
+        rec = {"event": kind, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields}
+        with open(self.path.with_name("events.jsonl"), "a") as f:
+            f.write(json.dumps(rec) + "\n")
 
     def close(self) -> None:
         if self._tb is not None:

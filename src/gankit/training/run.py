@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_write_json, load_checkpoint
+from ..checkpoint import Checkpoint, atomic_write_json, list_checkpoints, load_checkpoint
 from ..config import RESUMABLE_KEYS, RunConfig, TrainConfig, apply_overrides, to_dict
 from ..data import load_dataset
 from ..data.base import ImageDataset
@@ -378,6 +378,17 @@ def _announce(trainer: Trainer, verb: str) -> None:
         print(f"gankit: data: {note}")
 
 
+def _unstarted_run(path: Path) -> RunConfig | None:
+    """The configuration of a run folder that has config.json but no checkpoint yet (a run
+    stopped before its first checkpoint), else None."""
+    if not path.is_dir() or list_checkpoints(path) or not (path / "config.json").is_file():
+        return None
+    try:
+        return RunConfig.from_json(json.loads((path / "config.json").read_text())["run_config"])
+    except (json.JSONDecodeError, KeyError, TypeError, UserError):
+        return None
+
+
 def _resume(
     resume: str | Path,
     model_overrides: Mapping[str, Any],
@@ -386,9 +397,15 @@ def _resume(
     tensorboard: bool,
     dry_run: bool,
 ) -> TrainResult | RunConfig:
-    ck = load_checkpoint(resume)
-    rc = ck.run_config
-    run_dir = ck.path.parent.parent
+    ck: Checkpoint | None = None
+    unstarted = _unstarted_run(Path(resume))
+    if unstarted is not None:  # killed before its first checkpoint: start it again
+        rc, run_dir = unstarted, Path(resume)
+    else:
+        ck = load_checkpoint(resume)
+        rc = ck.run_config
+        run_dir = ck.path.parent.parent
+    start_nimg = ck.nimg if ck is not None else 0
     for key, value in model_overrides.items():
         key = key.replace("-", "_")
         old = rc.model_config.get(key)
@@ -417,9 +434,9 @@ def _resume(
     mc = rc.model_config
     ds = _load_data(new_train, int(mc["resolution"]), int(mc["channels"]))
     _check_runnable(new_train, ds)
-    if ck.nimg >= total_images(new_train, len(ds)):  # checked before config.json is rewritten
+    if start_nimg >= total_images(new_train, len(ds)):  # checked before config.json is rewritten
         raise UserError(
-            f"{run_dir} already trained for {ck.nimg} images; pass a longer "
+            f"{run_dir} already trained for {start_nimg} images; pass a longer "
             "--kimg or --epochs to continue"
         )
     # Built (and restored) before config.json is rewritten, so a checkpoint that does not fit
@@ -437,6 +454,10 @@ def _resume(
     cfg_path = run_dir / "config.json"
     if not trainer.is_main:  # rank 0 rewrites the config
         return trainer.train()
+    if ck is None:  # what the killed first attempt logged or drew is not part of this run
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        for f in (run_dir / "samples").glob("fakes*.png"):
+            f.unlink()
     if cfg_path.is_file():
         try:
             prev = json.loads(cfg_path.read_text())
@@ -446,8 +467,16 @@ def _resume(
         run_dir,
         rc,
         ds,
-        {"resumed_from": str(ck.path), "history": prev.get("history", []) + [ck.nimg]},
+        {
+            "resumed_from": str(ck.path) if ck is not None else None,
+            "history": prev.get("history", []) + [start_nimg],
+        },
     )
     if progress:
-        _announce(trainer, f"resuming at {ck.nimg / 1000:g} kimg:")
+        _announce(
+            trainer,
+            f"resuming at {start_nimg / 1000:g} kimg:"
+            if ck is not None
+            else "no checkpoint had been saved; starting again:",
+        )
     return trainer.train()

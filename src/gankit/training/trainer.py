@@ -8,7 +8,10 @@ shown to D (`nimg`), so runs with different batch sizes compare.
 
 from __future__ import annotations
 
+import copy
 import math
+import signal
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -38,6 +41,7 @@ from ..device import resolve_device
 from ..distributed import (
     World,
     any_rank,
+    any_rank_each,
     average,
     average_gradients,
     convert_sync_batchnorm,
@@ -50,15 +54,29 @@ from ..models import create_model
 from ..objectives import create_objective
 from ..regularisers import Step, create_regularisers
 from .ema import ema_beta, make_ema, update_ema
+from .guards import (
+    SIGNAL_NAMES,
+    StopRequest,
+    describe_nonfinite,
+    diversity,
+    nonfinite_flags,
+    remove_stale_temp_files,
+    write_error,
+)
 from .logging import MetricsLogger
 
 
 class TrainingInterrupted(Exception):
-    """Raised after a checkpoint was written in response to Ctrl-C / SIGTERM."""
+    """Raised when SIGINT / SIGTERM stopped training: after a checkpoint of the last complete
+    step (`saved`), or at once on a second signal (`saved` False: the newest checkpoint on
+    disk, if any, is `checkpoint`)."""
 
-    def __init__(self, checkpoint: Path | None) -> None:
-        super().__init__(f"interrupted; state saved to {checkpoint}")
+    def __init__(self, checkpoint: Path | None, signum: int, saved: bool = True) -> None:
+        name = SIGNAL_NAMES.get(signum, f"signal {signum}")
+        super().__init__(f"stopped by {name}; state saved to {checkpoint}")
         self.checkpoint = checkpoint
+        self.signum = signum
+        self.saved = saved
 
 
 class TrainingDiverged(UserError):
@@ -228,6 +246,17 @@ class Trainer:
         self._perm: torch.Tensor | None = None
         self._perm_epoch = -1
         self.logger = MetricsLogger(self.run_dir, tensorboard=tensorboard and self.is_main)
+        # Divergence guard: four flags per step (D loss, D grads, G loss, G grads) set on the
+        # device and read every step (nan_check=step) or at log steps; `_good` is the state of
+        # the last checkpoint, which a rollback returns to with lower learning rates.
+        self._flags = torch.zeros(4, dtype=torch.bool, device=self.device)
+        self._good: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+        self.rollbacks = 0
+        self.lr_scale = 1.0  # product of the nan_lr_factor of every rollback so far
+        # Mode-collapse watch: diversity of the fixed-noise samples / that of real images.
+        self.diversity: float | None = None
+        self._real_diversity: float | None = None
+        self._gif_at = -math.inf
         if resume is not None:
             self._restore(resume)
 
@@ -293,16 +322,77 @@ class Trainer:
             },
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "best": self.best,
+            "lr_scale": self.lr_scale,
+            "rollbacks": self.rollbacks,
         }
         return tensors, meta
 
     def save(self) -> Path:
         """Write a checkpoint for the current step and prune old ones."""
         tensors, meta = self.state_tensors_and_meta()
+        return self._write(tensors, meta)
+
+    def _write(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+        # The new file is complete (renamed into place) before any old one is deleted.
         path = save_checkpoint(checkpoint_path(self.run_dir, self.nimg), tensors, meta)
         for old in list_checkpoints(self.run_dir)[: -self.cfg.keep_checkpoints]:
             old.unlink(missing_ok=True)
         return path
+
+    def _snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """A copy of the full training state (what a checkpoint holds), kept in memory."""
+        tensors, meta = self.state_tensors_and_meta()
+        return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}, meta
+
+    def checkpoint(self) -> Path | None:
+        """Remember the current state as the last good one; rank 0 also writes it to disk."""
+        self._good = self._snapshot()
+        return self._write(*self._good) if self.is_main else None
+
+    def _roll_back(self, what: str, say: Callable[[str], None]) -> None:
+        """Return to the last good state with both learning rates times nan_lr_factor, or
+        raise TrainingDiverged when nan_retries rollbacks were not enough."""
+        cfg = self.cfg
+        at_step, where = self.step, f"step {self.step} ({self.nimg / 1000:g} kimg)"
+        if self.rollbacks >= cfg.nan_retries or self._good is None:
+            last = list_checkpoints(self.run_dir)
+            tried = (
+                f"still diverging after {self.rollbacks} rollback(s) with the learning rates "
+                f"down to x{self.lr_scale:g}"
+                if self.rollbacks
+                else "rollback is off (nan_retries=0)"
+            )
+            raise TrainingDiverged(
+                f"training diverged at {where}: {what}; {tried}; "
+                + (f"the last good checkpoint is {last[-1]}" if last else "no checkpoint saved")
+                + "; try a lower --lr, another --objective or a regulariser (--reg r1)"
+            )
+        tensors, meta = self._good
+        rollbacks, scale = self.rollbacks + 1, self.lr_scale * cfg.nan_lr_factor
+        state = Checkpoint(
+            path=Path("<last good state>"),
+            meta=copy.deepcopy(meta),
+            tensors={k: v.clone() for k, v in tensors.items()},  # keep the snapshot pristine
+        )
+        self._restore(state)
+        for opt in (self.opt_G, self.opt_D):
+            for group in opt.param_groups:
+                group["lr"] = group["lr"] * scale / float(meta.get("lr_scale", 1.0))
+        self.rollbacks, self.lr_scale = rollbacks, scale
+        self._flags.zero_()
+        if self.is_main:
+            self.logger.truncate_after(self.nimg)
+            for f in self._frames():
+                if int(f.stem[5:]) > self.nimg:
+                    f.unlink()
+            self.logger.event(
+                "rollback", nimg=self.nimg, at_step=at_step, reason=what,
+                lr_scale=scale, rollback=rollbacks, of=cfg.nan_retries,
+            )  # fmt: skip
+        say(
+            f"gankit: warning: {what} at {where}; rolled back to {self.nimg / 1000:g} kimg with "
+            f"the learning rates x{scale:g} (rollback {rollbacks} of {cfg.nan_retries})"
+        )
 
     def _restore(self, ck: Checkpoint) -> None:
         for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
@@ -323,6 +413,8 @@ class Trainer:
         self.step = int(ck.meta["step"])
         self.batch_index = int(ck.meta["batch_index"])
         self.best = ck.meta.get("best")
+        self.lr_scale = float(ck.meta.get("lr_scale", 1.0))
+        self.rollbacks = int(ck.meta.get("rollbacks", 0))
         unpack_rng(ck.tensors)
 
     # ------------------------------------------------------------------ one step
@@ -417,6 +509,7 @@ class Trainer:
             loss_d.backward()
             if self.average_d_by_hand:
                 average_gradients(self.D, self.world)
+            self._flags[:2] |= nonfinite_flags(loss_d, self.D.parameters())
             self.opt_D.step()
             for reg in self.regularisers:
                 reg.after_d_step(D)
@@ -430,6 +523,7 @@ class Trainer:
         loss_g = self._add_terms("g", loss_g, logs_g, None, None, fake, y_fake, z)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
+        self._flags[2:] |= nonfinite_flags(loss_g, self.G.parameters())
         self.opt_G.step()
         D.requires_grad_(True)
         logs.update(logs_g)
@@ -466,10 +560,32 @@ class Trainer:
             ]
         )
         net.train(was_training)
+        self._watch_diversity(imgs, y)
         if isinstance(self.dataset, PointDataset):  # 2D points: a scatter over the real ones
             return self._scatter(self.dataset.to_points(imgs), path)
         scale = 2 if imgs.shape[-1] <= 32 else 1
         return viz.save_grid(imgs, path, nrow=nrow, scale=scale)
+
+    def _watch_diversity(self, fakes: torch.Tensor, labels: torch.Tensor | None) -> None:
+        """Diversity of the fixed-noise samples relative to as many real images (within each
+        class for conditional models): the cheap mode-collapse statistic behind the warning."""
+        if self._real_diversity is None:
+            n = min(len(self.dataset), fakes.shape[0])
+            reals, real_labels = self.dataset.batch(torch.arange(n))
+            if labels is None or real_labels is None:
+                real_labels = None
+            self._real_diversity = diversity(reals, real_labels)
+        if self._real_diversity > 0:
+            self.diversity = diversity(fakes, labels) / self._real_diversity
+
+    @property
+    def collapsing(self) -> bool:
+        """The samples look collapsed: diversity under collapse_threshold after the start."""
+        return (
+            self.diversity is not None
+            and self.nimg > 0
+            and self.diversity < self.cfg.collapse_threshold
+        )
 
     def _scatter(self, points: torch.Tensor | None, path: Path) -> Path:
         """Generated (or, with None, only real) 2D points over the first real ones."""
@@ -534,7 +650,45 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> TrainResult:
-        """Run until `total_nimg` real images have been shown to D."""
+        """Run until `total_nimg` real images have been shown to D.
+
+        SIGINT / SIGTERM end the current step, write a checkpoint and raise
+        TrainingInterrupted; a write error (disk full, read-only folder) becomes a
+        RunFolderError that names the intact last checkpoint.
+        """
+        try:
+            with StopRequest() as stop:
+                return self._train(stop)
+        except OSError as exc:
+            last = list_checkpoints(self.run_dir)
+            err = write_error(exc, self.run_dir, last[-1] if last else None)
+            if err is None:
+                raise
+            raise err from None
+        finally:
+            self.logger.close()
+
+    def _say(self, message: str) -> None:
+        """A line for the user (rank 0 only), above the progress bar."""
+        if self.is_main:
+            from tqdm.auto import tqdm
+
+            tqdm.write(message, file=sys.stderr)
+
+    def _poll(self, stop: StopRequest, check_nan: bool) -> tuple[bool, list[bool]]:
+        """(stop requested, the four non-finite flags) agreed by every rank.
+
+        The signal flag is host state and costs nothing; reading the NaN flags is the one
+        device sync of a step (nan_check=step) or of a log interval (nan_check=log).
+        """
+        flags = self._flags if check_nan else torch.zeros_like(self._flags)
+        vec = torch.cat([torch.tensor([stop.signum is not None], device=self.device), flags])
+        if self.world.distributed:
+            vec = any_rank_each(vec, self.world)
+        values = vec.tolist()
+        return bool(values[0]), [bool(v) for v in values[1:]]
+
+    def _train(self, stop: StopRequest) -> TrainResult:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -553,6 +707,7 @@ class Trainer:
             for f in self._frames():
                 if int(f.stem[5:]) > start_nimg:
                     f.unlink()
+            remove_stale_temp_files(self.run_dir)
         sample_every = max(1, int(cfg.sample_every_kimg * 1000))
         eval_every = (
             max(1, int(cfg.eval_every_kimg * 1000))
@@ -576,20 +731,32 @@ class Trainer:
         last_ckpt: Path | None = None
         saved_at = -1
         out_of_time = False
+        self._good = self._snapshot()  # what a NaN in the first interval rolls back to
         try:
             while self.nimg < self.total_nimg and not out_of_time:
                 before = self.nimg
                 logs = self.train_step()
-                for k, v in logs.items():
-                    acc[k] = acc[k] + v if k in acc else v.clone()
-                acc_n += 1
                 log_now = self.step % cfg.log_every == 0
                 out_of_time = (
                     cfg.max_seconds is not None and time.perf_counter() - t0 >= cfg.max_seconds
                 )
                 if self.world.distributed:  # the ranks agree on when to stop, at log steps
                     out_of_time = log_now and any_rank(out_of_time, self.world, self.device)
+                ckpt_now = self.nimg // ckpt_every > before // ckpt_every
                 done = self.nimg >= self.total_nimg or out_of_time
+                stop_now, bad = self._poll(
+                    stop, cfg.nan_check == "step" or log_now or ckpt_now or done
+                )
+                if any(bad):  # never log, draw or save a diverged state: go back instead
+                    self._roll_back(describe_nonfinite(bad), self._say)
+                    acc, acc_n, t_last, n_last = {}, 0, time.perf_counter(), self.nimg
+                    out_of_time = False
+                    bar.n = self.nimg
+                    bar.refresh()
+                    continue
+                for k, v in logs.items():
+                    acc[k] = acc[k] + v if k in acc else v.clone()
+                acc_n += 1
                 if log_now or done:
                     now = time.perf_counter()
                     rec = self._flush(acc, acc_n, now - t_last, self.nimg - n_last)
@@ -597,12 +764,18 @@ class Trainer:
                     bar.set_postfix_str(
                         f"D {rec.get('loss_d', 0):.3f} G {rec.get('loss_g', 0):.3f} "
                         f"D(x) {rec.get('d_real', 0):.2f} D(G(z)) {rec.get('d_fake', 0):.2f} "
-                        f"{rec['img_per_s']:.0f} img/s",
+                        f"{rec['img_per_s']:.0f} img/s"
+                        + (
+                            f" | COLLAPSE? diversity {self.diversity:.2f}"
+                            if self.collapsing
+                            else ""
+                        ),
                         refresh=False,
                     )
                 bar.update(self.nimg - before)
                 if main and (self.nimg // sample_every > before // sample_every or done):
                     self.sample_grid(samples / f"fakes{self.nimg:09d}.png")
+                    self._report_diversity()
                     self.refresh_figures(final=done)
                 if eval_every is not None and (
                     self.nimg // eval_every > before // eval_every or done
@@ -618,23 +791,26 @@ class Trainer:
                         + ", ".join(f"{r['metric']}={r['value']:.4g}" for r in records)
                         + (f" (best {self.best['value']:.4g})" if self.best else "")
                     )
-                if self.nimg // ckpt_every > before // ckpt_every or done:
-                    last_ckpt = self.save() if main else None
+                if ckpt_now or done or stop_now:
+                    last_ckpt = self.checkpoint()
                     saved_at = self.nimg
-        except KeyboardInterrupt:
+                if stop_now and not done:
+                    bar.close()
+                    if main:
+                        self.refresh_figures()
+                        self.logger.event("stopped", nimg=self.nimg, signal=stop.name)
+                    raise TrainingInterrupted(last_ckpt, stop.signum or signal.SIGINT)
+        except KeyboardInterrupt:  # a second signal, mid-step: the state may be torn; no save
             bar.close()
-            ck = last_ckpt
-            if main:
-                ck = self.save() if self.nimg != saved_at else last_ckpt
-                self.refresh_figures()
-            self.logger.close()
-            raise TrainingInterrupted(ck) from None
+            last = list_checkpoints(self.run_dir)
+            raise TrainingInterrupted(
+                last[-1] if last else None, stop.signum or signal.SIGINT, saved=False
+            ) from None
         bar.close()
         if main:
             if saved_at != self.nimg:
-                last_ckpt = self.save()
+                last_ckpt = self.checkpoint()
             self.refresh_figures()
-        self.logger.close()
         return TrainResult(
             self.run_dir,
             self.nimg,
@@ -644,6 +820,20 @@ class Trainer:
             start_nimg,
             out_of_time,
         )
+
+    def _report_diversity(self) -> None:
+        """Record the sample diversity; say so when it looks like mode collapse."""
+        if self.diversity is None:
+            return
+        self.logger.event("diversity", nimg=self.nimg, value=round(self.diversity, 4))
+        if self.collapsing and self.cfg.collapse_threshold > 0:
+            self.logger.event("collapse_warning", nimg=self.nimg, diversity=self.diversity)
+            self._say(
+                f"gankit: warning: possible mode collapse at {self.nimg / 1000:g} kimg: the "
+                f"fixed-noise samples vary {self.diversity:.2f}x as much as real images "
+                f"(threshold {self.cfg.collapse_threshold:g}); look at "
+                f"samples/fakes{self.nimg:09d}.png"
+            )
 
     def _flush(
         self, acc: dict[str, torch.Tensor], n: int, seconds: float, images: int

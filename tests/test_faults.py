@@ -1,0 +1,234 @@
+"""Faults injected into real training runs: kill -9, SIGINT/SIGTERM, a full or read-only disk.
+
+Every run here is a `gankit train` process on the bundled digits (a tiny DCGAN at 16x16, a
+checkpoint every step so that kills land in the middle of writes), compared with the same run
+left alone. "Nothing lost" is checked literally: after the faults and the resumes, the final
+weights and optimiser state equal the uninterrupted run's bit for bit.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gankit.checkpoint import list_checkpoints, load_checkpoint, read_checkpoint
+from gankit.cli import main
+
+KIMG = "6.4"  # 400 steps of 16 images: more than 20 kill-and-resume cycles get through
+RUN = [
+    *("--data", "digits", "--resolution", "16", "--batch-size", "16", "--no-progress"),
+    *("--set", "ngf=8", "--set", "ndf=8", "--set", "seed=5", "--set", "log_every=5"),
+    *("--set", "ckpt_every_kimg=0.016", "--set", "sample_every_kimg=0.8"),
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _start(*args: str | Path, limit_bytes: int | None = None) -> subprocess.Popen:
+    def limit() -> None:  # a real EFBIG for any file above limit_bytes (Python ignores SIGXFSZ)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "gankit", "train", *map(str, args)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit if limit_bytes else None,
+    )
+
+
+def _run(*args: str | Path, **kw) -> tuple[int, str]:
+    proc = _start(*args, **kw)
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out + err
+
+
+def _new(run: Path) -> tuple[str | Path, ...]:
+    return ("dcgan", *RUN, "--kimg", KIMG, "--run-dir", run)
+
+
+def _resume(run: Path) -> tuple[str | Path, ...]:
+    return ("--resume", run, "--no-progress")
+
+
+def _temp_files(run: Path) -> list[Path]:
+    return [p for d in (run, run / "checkpoints", run / "samples") for p in d.glob(".*.tmp")]
+
+
+def _assert_same_state(run: Path, ref: Path) -> None:
+    a, b = load_checkpoint(ref), load_checkpoint(run)
+    assert a.nimg == b.nimg == int(float(KIMG) * 1000)
+    assert set(a.tensors) == set(b.tensors)
+    for key, value in a.tensors.items():
+        if not key.startswith("rng."):  # weights, EMA, BN buffers, Adam moments
+            torch.testing.assert_close(b.tensors[key], value, rtol=0, atol=0, msg=key)
+
+
+def _assert_usable(run: Path) -> None:
+    """Every checkpoint a loader can see is complete; the metrics log parses."""
+    for path in list_checkpoints(run):
+        read_checkpoint(path)  # raises on a partial or damaged file
+    lines = (
+        (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
+    )
+    for line in lines[:-1]:  # a kill may cut the last line short; the loader skips it
+        json.loads(line)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same run, never interrupted."""
+    run = tmp_path_factory.mktemp("faults") / "ref"
+    rc, out = _run(*_new(run))
+    assert rc == 0, out
+    return run
+
+
+def test_kill_9_twenty_times_loses_nothing(reference: Path, tmp_path: Path) -> None:
+    """SIGKILL at random moments, half of them while a checkpoint is being written; each
+    time --resume goes on from the newest complete checkpoint, and the end is the same."""
+    run = tmp_path / "run"
+    rng = random.Random(7)
+    kills, mid_write, progress = 0, 0, [0]
+    while kills < 20:
+        proc = _start(*(_new(run) if not run.exists() else _resume(run)))
+        # Odd kills: during the k-th checkpoint write of this attempt (seen as its temp
+        # file); even kills: at a random time, from start-up to well into training.
+        aim_at_write, k = kills % 2 == 1, rng.randint(1, 4)
+        deadline = time.monotonic() + (15.0 if aim_at_write else rng.uniform(1.0, 7.0))
+        seen: set[str] = set()
+        while time.monotonic() < deadline and proc.poll() is None:
+            if aim_at_write and (run / "checkpoints").is_dir():
+                seen.update(e.name for e in os.scandir(run / "checkpoints") if e.name[0] == ".")
+                if len(seen) >= k:
+                    break
+                time.sleep(0.0002)
+            else:
+                time.sleep(0.01)
+        assert proc.poll() is None, f"the run ended before kill {kills + 1}; raise KIMG"
+        proc.kill()
+        proc.communicate()
+        assert proc.returncode == -signal.SIGKILL
+        kills += 1
+        if any(p.parent.name == "checkpoints" for p in _temp_files(run)):
+            mid_write += 1  # the kill cut a checkpoint write: its temp file is left behind
+        _assert_usable(run)
+        if list_checkpoints(run):
+            progress.append(load_checkpoint(run).nimg)
+            assert progress[-1] >= progress[-2], "a complete checkpoint was lost"
+    print(f"\nkill -9: {kills} kills, {mid_write} during a checkpoint write, progress {progress}")
+    assert mid_write >= 3, f"only {mid_write} of the kills hit a checkpoint write"
+    rc, out = _run(*_resume(run))
+    assert rc == 0, out
+    assert not _temp_files(run), "resume removes the temp files that kills left behind"
+    _assert_same_state(run, reference)
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)), "each logged step appears once, in order"
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_the_step_and_exits_with_its_code(
+    tmp_path: Path, sig: int, code: int
+) -> None:
+    run = tmp_path / "run"
+    proc = _start(*_new(run))
+    while not list_checkpoints(run) and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    name = "SIGINT" if sig == signal.SIGINT else "SIGTERM"
+    assert f"stopped by {name}" in err and f"gankit train --resume {run}" in err
+    ck = load_checkpoint(run)
+    assert str(ck.path) in err  # the checkpoint of the step the signal ended
+    assert ck.nimg > 0 and ck.nimg % 16 == 0 and ck.meta["step"] == ck.nimg // 16
+    events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "stopped" and events[-1]["nimg"] == ck.nimg
+    rc, out = _run(*_resume(run), "--kimg", str((ck.nimg + 32) / 1000))
+    assert rc == 0, out
+    assert load_checkpoint(run).nimg == ck.nimg + 32
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_full_disk_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """A real write failure (RLIMIT_FSIZE: EFBIG for every file past a size) while the next
+    checkpoint is written; then the same run resumes once there is room again."""
+    run = tmp_path / "run"
+    rc, out = _run("dcgan", *RUN, "--kimg", "0.16", "--run-dir", run)
+    assert rc == 0, out
+    last = list_checkpoints(run)[-1]
+    before = _sha(last)
+    rc, out = _run(*_resume(run), "--kimg", "0.32", limit_bytes=last.stat().st_size - 4096)
+    assert rc == 1, out
+    assert "cannot write to the run folder" in out and "Traceback" not in out
+    assert f"{last}, is intact" in out and f"--resume {run}" in out
+    assert _sha(last) == before and list_checkpoints(run)[-1] == last
+    assert not _temp_files(run), "the half-written temp file is removed"
+    rc, out = _run(*_resume(run), "--kimg", "0.32")
+    assert rc == 0, out
+    assert load_checkpoint(run).nimg == 320
+
+
+@pytest.mark.parametrize(
+    "code,words", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only")]
+)
+def test_write_errors_mid_run_name_the_intact_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, code: int, words: str
+) -> None:
+    import gankit.checkpoint as ckpt
+
+    run = tmp_path / "run"
+    real = ckpt.atomic_write_bytes
+    calls = {"n": 0}
+
+    def failing(path, data):  # the third checkpoint write fails, as on a full disk
+        if Path(path).name.startswith("ckpt-"):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise OSError(code, os.strerror(code), str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(ckpt, "atomic_write_bytes", failing)
+    rc = main(["train", "dcgan", *RUN, "--kimg", "0.16", "--run-dir", str(run)])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert words in err and "ckpt-000000032.safetensors, is intact" in err
+    assert load_checkpoint(run).nimg == 32
+
+
+def test_a_read_only_output_folder_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    if os.geteuid() != 0:
+        target = tmp_path / "ro"
+        target.mkdir()
+        target.chmod(0o555)
+        out = target / "run"
+    else:  # root writes through permission bits; /sys refuses even root
+        out = Path("/sys/gankit-test-run")
+        try:
+            out.mkdir()
+        except OSError:
+            pass
+        else:
+            out.rmdir()
+            pytest.skip("no folder here refuses writes by root")
+    rc = main(["train", "dcgan", *RUN, "--kimg", "0.032", "--run-dir", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "gankit: error: cannot write" in err and "Traceback" not in err
