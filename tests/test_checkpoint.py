@@ -144,3 +144,49 @@ def test_optimizer_state_round_trip(tmp_path):
         n(x).square().sum().backward()
         o.step()
     torch.testing.assert_close(net.state_dict(), net2.state_dict(), rtol=0, atol=0)
+
+
+def test_a_newer_format_version_is_refused(tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    p = tmp_path / "a.safetensors"
+    save_checkpoint(p, _tensors(), {"model": "dcgan"})
+    with safe_open(str(p), framework="pt") as f:
+        meta = json.loads(f.metadata()["gankit"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    meta["format_version"] = 99
+    save_file(tensors, str(p), metadata={"gankit": json.dumps(meta)})
+    with pytest.raises(UserError, match="format 99, newer than this gankit reads"):
+        read_checkpoint(p)
+
+
+def test_the_cli_never_unpickles_what_it_is_given(tmp_path, digits_run, capsys):
+    """A pickle dropped into a run folder as its newest checkpoint, or passed directly (as
+    .safetensors, .pt or .ckpt), is refused; the payload's code never runs."""
+    import shutil
+
+    from gankit.cli import main
+
+    marker = tmp_path / "pwned"
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    evil = run / "checkpoints" / "ckpt-999999999.safetensors"
+    evil.write_bytes(pickle.dumps({"G.w": _Payload(marker)}))
+    showwarning = warnings.showwarning
+    try:
+        rc = main(["sample", str(run), "--out", str(tmp_path / "s.png"), "--seeds", "0-3"])
+    finally:
+        warnings.showwarning = showwarning  # main() installs its one-line format
+    assert rc == 0 and (tmp_path / "s.png").is_file()  # the older, sound checkpoint served
+    assert "skipped damaged checkpoint" in capsys.readouterr().err
+    for name in ("evil.safetensors", "evil.pt", "evil.ckpt"):
+        bad = tmp_path / name
+        if name.endswith(".pt"):
+            torch.save({"w": _Payload(marker)}, bad)
+        else:
+            bad.write_bytes(pickle.dumps({"w": _Payload(marker)}))
+        rc = main(["sample", str(bad), "--out", str(tmp_path / "t.png")])
+        assert rc == 2 and "never unpickles" in capsys.readouterr().err
+    assert not marker.exists(), "no payload ran"

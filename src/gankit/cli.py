@@ -23,6 +23,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (and exit code 2)."""
 
     def error(self, message: str) -> NoReturn:
+        # argparse echoes the user's tokens: escape control characters so that the error
+        # stays one line and no terminal escape sequence gets through
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -216,6 +219,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"the global batch ({args.batch_size}) must split evenly over {args.nproc} "
                 f"processes; pass a --batch-size divisible by {args.nproc}"
             )
+        # Resolve (and so validate) the configuration here, before any process starts.
+        train(
+            args.model or "",
+            args.data or "digits",
+            resume=args.resume,
+            model_overrides=mo,
+            progress=False,
+            dry_run=True,
+            **to,
+        )
         return _launch_processes(args)
     result = train(
         args.model or "",

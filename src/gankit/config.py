@@ -70,6 +70,7 @@ class TrainConfig:
     nan_retries: int = 3  # roll back to the last good state at most this often, then stop
     nan_lr_factor: float = 0.5  # each rollback multiplies both learning rates by this
     collapse_threshold: float = 0.1  # warn when sample diversity / data diversity drops below
+    deterministic: bool = False  # deterministic kernels only (for GPUs; CPU runs already are)
 
     def validate(self) -> None:
         """Raise a UserError for values that make no sense."""
@@ -174,6 +175,7 @@ RESUMABLE_KEYS = frozenset(
         "nan_retries",
         "nan_lr_factor",
         "collapse_threshold",
+        "deterministic",
     }
 )
 

@@ -17,4 +17,14 @@ def resolve_device(name: str | torch.device) -> torch.device:
         raise UserError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name} asked for but CUDA is not available; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(
+            f"device {name} does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return dev
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(
+            f"gankit does not train on device type {dev.type!r}; use auto, cpu or cuda[:N]"
+        )
     return dev

@@ -5,6 +5,7 @@ The tests are parametrised over `list_models()`, so a newly registered model is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -92,7 +93,13 @@ def parse_spec(text: str) -> tuple[str, dict[str, float]]:
         try:
             if not sep or not key:
                 raise ValueError
-            values[key.strip()] = float(value)
+            number = float(value)
+            if not (math.isfinite(number) and number >= 0):
+                raise UserError(
+                    f"option {key.strip()}={value.strip()} in {text!r} must be a finite number "
+                    ">= 0 (every option is a weight, a rate or a bound)"
+                )
+            values[key.strip()] = number
         except ValueError:
             raise UserError(
                 f"bad option {part!r} in {text!r}; write name:key=number, e.g. r1:gamma=10"

@@ -103,6 +103,34 @@ def diversity(images: torch.Tensor, labels: torch.Tensor | None = None) -> float
     return total / pairs if pairs else 0.0
 
 
+class CollapseWatch:
+    """Mode-collapse alarm on the sample diversity (fixed-noise samples / real images).
+
+    It fires when the diversity *drops* below `threshold` after having reached twice that:
+    early in training (and while the EMA of G warms up) samples are alike for a while, which
+    is not collapse; a run whose samples never grow diverse is not judged (its diversity is
+    logged all the same). `threshold` 0 turns the alarm off.
+    """
+
+    def __init__(self, threshold: float, peak: float = 0.0) -> None:
+        self.threshold = threshold
+        self.peak = peak
+        self.value: float | None = None
+
+    def update(self, value: float) -> bool:
+        self.value = value
+        self.peak = max(self.peak, value)
+        return self.collapsing
+
+    @property
+    def armed(self) -> bool:
+        return self.threshold > 0 and self.peak >= 2 * self.threshold
+
+    @property
+    def collapsing(self) -> bool:
+        return self.armed and self.value is not None and self.value < self.threshold
+
+
 WRITE_ERRNOS = {
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is exceeded",

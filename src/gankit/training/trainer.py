@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import signal
 import sys
 import time
@@ -56,6 +57,7 @@ from ..regularisers import Step, create_regularisers
 from .ema import ema_beta, make_ema, update_ema
 from .guards import (
     SIGNAL_NAMES,
+    CollapseWatch,
     StopRequest,
     describe_nonfinite,
     diversity,
@@ -81,6 +83,19 @@ class TrainingInterrupted(Exception):
 
 class TrainingDiverged(UserError):
     """Losses became NaN or infinite."""
+
+
+def use_deterministic_kernels() -> None:
+    """Ask torch for deterministic kernels everywhere (process-wide, for the rest of it).
+
+    On the CPU gankit's runs are already bit-reproducible for a given seed, config, torch
+    version and thread count (OMP_NUM_THREADS); on CUDA, cuDNN autotuning and atomic-add
+    kernels vary from run to run, and this turns them off (an op with no deterministic
+    kernel then raises). cuBLAS needs CUBLAS_WORKSPACE_CONFIG set before CUDA starts.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
 
 
 def fast_bf16(device: torch.device) -> bool:
@@ -202,6 +217,8 @@ class Trainer:
         self.is_main = self.world.is_main
         self.progress = progress and self.is_main
         self.device = rank_device(resolve_device(cfg.device), self.world)
+        if cfg.deterministic:
+            use_deterministic_kernels()
         torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
 
         self.model = create_model(run_config.model, **run_config.model_config)
@@ -254,7 +271,7 @@ class Trainer:
         self.rollbacks = 0
         self.lr_scale = 1.0  # product of the nan_lr_factor of every rollback so far
         # Mode-collapse watch: diversity of the fixed-noise samples / that of real images.
-        self.diversity: float | None = None
+        self.watch = CollapseWatch(cfg.collapse_threshold)
         self._real_diversity: float | None = None
         self._gif_at = -math.inf
         if resume is not None:
@@ -324,6 +341,7 @@ class Trainer:
             "best": self.best,
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
+            "peak_diversity": self.watch.peak,
         }
         return tensors, meta
 
@@ -364,7 +382,7 @@ class Trainer:
             )
             raise TrainingDiverged(
                 f"training diverged at {where}: {what}; {tried}; "
-                + (f"the last good checkpoint is {last[-1]}" if last else "no checkpoint saved")
+                + (f"the last good checkpoint is {last[-1]}" if last else "no checkpoint yet")
                 + "; try a lower --lr, another --objective or a regulariser (--reg r1)"
             )
         tensors, meta = self._good
@@ -415,6 +433,7 @@ class Trainer:
         self.best = ck.meta.get("best")
         self.lr_scale = float(ck.meta.get("lr_scale", 1.0))
         self.rollbacks = int(ck.meta.get("rollbacks", 0))
+        self.watch.peak = float(ck.meta.get("peak_diversity", 0.0))
         unpack_rng(ck.tensors)
 
     # ------------------------------------------------------------------ one step
@@ -576,16 +595,16 @@ class Trainer:
                 real_labels = None
             self._real_diversity = diversity(reals, real_labels)
         if self._real_diversity > 0:
-            self.diversity = diversity(fakes, labels) / self._real_diversity
+            self.watch.update(diversity(fakes, labels) / self._real_diversity)
+
+    @property
+    def diversity(self) -> float | None:
+        """The latest sample diversity relative to the data's (None before the first grid)."""
+        return self.watch.value
 
     @property
     def collapsing(self) -> bool:
-        """The samples look collapsed: diversity under collapse_threshold after the start."""
-        return (
-            self.diversity is not None
-            and self.nimg > 0
-            and self.diversity < self.cfg.collapse_threshold
-        )
+        return self.watch.collapsing
 
     def _scatter(self, points: torch.Tensor | None, path: Path) -> Path:
         """Generated (or, with None, only real) 2D points over the first real ones."""
@@ -701,6 +720,7 @@ class Trainer:
             samples.mkdir(parents=True, exist_ok=True)
             self._write_reals()
             self.sample_grid(samples / f"fakes{0:09d}.png")
+            self._report_diversity()
         else:  # resuming: forget what was logged or drawn after the checkpoint
             samples.mkdir(parents=True, exist_ok=True)
             self.logger.truncate_after(start_nimg)
@@ -826,7 +846,7 @@ class Trainer:
         if self.diversity is None:
             return
         self.logger.event("diversity", nimg=self.nimg, value=round(self.diversity, 4))
-        if self.collapsing and self.cfg.collapse_threshold > 0:
+        if self.collapsing:
             self.logger.event("collapse_warning", nimg=self.nimg, diversity=self.diversity)
             self._say(
                 f"gankit: warning: possible mode collapse at {self.nimg / 1000:g} kimg: the "
