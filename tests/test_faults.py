@@ -232,3 +232,20 @@ def test_a_read_only_output_folder_is_a_clear_error(tmp_path: Path, capsys) -> N
     rc = main(["train", "dcgan", *RUN, "--kimg", "0.032", "--run-dir", str(out)])
     err = capsys.readouterr().err
     assert rc == 1 and "gankit: error: cannot write" in err and "Traceback" not in err
+
+
+def test_sigterm_to_gankit_train_nproc_2_stops_every_rank_with_a_checkpoint(tmp_path: Path) -> None:
+    """The launcher passes SIGTERM to torchrun, the ranks agree to stop after the same step,
+    rank 0 saves; then one process resumes the run."""
+    run = tmp_path / "run"
+    proc = _start("dcgan", *RUN, "--kimg", KIMG, "--run-dir", run, "--nproc", "2")
+    while not list_checkpoints(run) and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err
+    ck = load_checkpoint(run)
+    assert err.count("gankit: stopped by SIGTERM") == 1 and str(ck.path) in err  # rank 0 only
+    assert json.loads((run / "events.jsonl").read_text().splitlines()[-1])["nimg"] == ck.nimg
+    rc, log = _run(*_resume(run), "--kimg", str((ck.nimg + 32) / 1000))
+    assert rc == 0, log

@@ -1184,6 +1184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except TrainingInterrupted as exc:
+        from .distributed import current_world
+
+        if not current_world().is_main:  # rank 0 speaks for all
+            return 128 + exc.signum
         name = SIGNAL_NAMES.get(exc.signum, f"signal {exc.signum}")
         if exc.checkpoint is None:
             state = "no checkpoint had been written"

@@ -250,4 +250,11 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
                 got.append(signal.SIGINT)
     finally:
         signal.signal(signal.SIGTERM, old)
-    return 128 + got[0] if got and rc != 0 else rc
+    if got and rc != 0:
+        print(
+            "gankit: the processes stopped on the signal; a torchrun traceback above is its "
+            "own report of the signal, not a failure (rank 0's line says where the state is)",
+            file=sys.stderr,
+        )
+        return 128 + got[0]
+    return rc

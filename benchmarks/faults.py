@@ -1,0 +1,125 @@
+"""Fault campaign: kill -9 a training run many times, resume it each time, and check that
+nothing was lost (the end state equals an uninterrupted run's, bit for bit).
+
+The same as tests/test_faults.py's kill test, longer and with a tally: how many kills fell
+before the first checkpoint of an attempt, how many in the middle of a checkpoint write (seen
+as the temp file left behind), how many damaged files a loader was ever shown (must be 0).
+
+    python benchmarks/faults.py                 # 60 kills -> docs/bench_faults.json
+    python benchmarks/faults.py --kills 20 --out /tmp/faults.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from gankit.checkpoint import list_checkpoints, load_checkpoint, read_checkpoint
+from gankit.errors import UserError
+from machine_info import machine  # benchmarks/ is on sys.path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+RUN = [
+    *("--data", "digits", "--resolution", "16", "--batch-size", "16", "--no-progress"),
+    *("--set", "ngf=8", "--set", "ndf=8", "--set", "seed=5", "--set", "log_every=5"),
+    *("--set", "ckpt_every_kimg=0.016", "--set", "sample_every_kimg=0.8"),
+]
+
+
+def gankit(*args: str | Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "gankit", "train", *map(str, args)]
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kills", type=int, default=60)
+    ap.add_argument("--kimg", type=float, default=12.8)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_faults.json")
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    tally = {"kills": 0, "before_first_checkpoint": 0, "mid_checkpoint_write": 0,
+             "random_time": 0, "damaged_files_seen": 0, "resumes": 0}  # fmt: skip
+    t_start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        ref, run = Path(tmp) / "ref", Path(tmp) / "run"
+        new = ["dcgan", *RUN, "--kimg", str(args.kimg)]
+        assert gankit(*new, "--run-dir", ref).wait() == 0
+        progress = [0]
+        while tally["kills"] < args.kills:
+            resuming = run.exists()
+            proc = gankit(
+                *(["--resume", run, "--no-progress"] if resuming else [*new, "--run-dir", run])
+            )
+            tally["resumes"] += resuming
+            aim, k = tally["kills"] % 2 == 1, rng.randint(1, 4)
+            deadline = time.monotonic() + (15.0 if aim else rng.uniform(1.0, 7.0))
+            seen: set[str] = set()
+            while time.monotonic() < deadline and proc.poll() is None:
+                if aim and (run / "checkpoints").is_dir():
+                    seen.update(e.name for e in os.scandir(run / "checkpoints") if e.name[0] == ".")
+                    if len(seen) >= k:
+                        break
+                    time.sleep(0.0002)
+                else:
+                    time.sleep(0.01)
+            if proc.poll() is not None:
+                raise SystemExit(f"the run ended before kill {tally['kills'] + 1}; raise --kimg")
+            proc.kill()
+            proc.wait()
+            assert proc.returncode == -signal.SIGKILL
+            tally["kills"] += 1
+            cut = (
+                any((run / "checkpoints").glob(".*.tmp"))
+                if (run / "checkpoints").is_dir()
+                else False
+            )
+            tally["mid_checkpoint_write"] += cut
+            tally["random_time"] += not aim
+            tally["before_first_checkpoint"] += not list_checkpoints(run)
+            for path in list_checkpoints(run):
+                try:
+                    read_checkpoint(path)
+                except UserError:
+                    tally["damaged_files_seen"] += 1
+            if list_checkpoints(run):
+                progress.append(load_checkpoint(run).nimg)
+                assert progress[-1] >= progress[-2], "a complete checkpoint was lost"
+            print(f"kill {tally['kills']:3d}: {'mid-write' if cut else 'random   '} "
+                  f"newest checkpoint {progress[-1]} images", flush=True)  # fmt: skip
+        assert gankit("--resume", run, "--no-progress").wait() == 0
+        a, b = load_checkpoint(ref), load_checkpoint(run)
+        differing = [k for k in a.tensors if not k.startswith("rng.")
+                     and not torch.equal(a.tensors[k], b.tensors[k])]  # fmt: skip
+        leftovers = [str(p) for p in run.rglob(".*.tmp")]
+    result = {
+        "machine": machine(),
+        "command": "python benchmarks/faults.py " + " ".join(sys.argv[1:]),
+        "kimg": args.kimg,
+        **tally,
+        "final_nimg": b.nimg,
+        "reference_nimg": a.nimg,
+        "tensors_compared": len([k for k in a.tensors if not k.startswith("rng.")]),
+        "tensors_differing": len(differing),
+        "temp_files_left": len(leftovers),
+        "seconds": round(time.time() - t_start, 1),
+    }
+    print(json.dumps(result, indent=2))
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
