@@ -42,6 +42,11 @@ def gankit(*args: str | Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def temp_names(run: Path) -> set[str]:
+    folder = run / "checkpoints"
+    return {p.name for p in folder.glob(".*.tmp")} if folder.is_dir() else set()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=60)
@@ -64,6 +69,7 @@ def main() -> None:
                 *(["--resume", run, "--no-progress"] if resuming else [*new, "--run-dir", run])
             )
             tally["resumes"] += resuming
+            stale = temp_names(run)  # left by earlier kills (a resume removes them)
             aim, k = tally["kills"] % 2 == 1, rng.randint(1, 4)
             deadline = time.monotonic() + (15.0 if aim else rng.uniform(1.0, 7.0))
             seen: set[str] = set()
@@ -81,11 +87,7 @@ def main() -> None:
             proc.wait()
             assert proc.returncode == -signal.SIGKILL
             tally["kills"] += 1
-            cut = (
-                any((run / "checkpoints").glob(".*.tmp"))
-                if (run / "checkpoints").is_dir()
-                else False
-            )
+            cut = bool(temp_names(run) - stale)  # a temp file this attempt left: a cut write
             tally["mid_checkpoint_write"] += cut
             tally["random_time"] += not aim
             tally["before_first_checkpoint"] += not list_checkpoints(run)

@@ -817,6 +817,29 @@ def cmd_objectives(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """A local web page over a run: samples, classes, truncation, walks, codes, mixing."""
+    from .serve.app import check_loopback, create_app
+
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in 0..65535 (got {args.port})")
+    app = create_app(args.run, device=args.device)  # loads (and checks) the checkpoint now
+    import uvicorn
+
+    if not check_loopback(args.host):
+        print(
+            f"gankit: warning: serving on {args.host}: anyone who can reach this machine can "
+            "use the page (the default, 127.0.0.1, is this machine only)",
+            file=sys.stderr,
+        )
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    server = uvicorn.Server(config)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"gankit: serving {args.run} at http://{shown}:{args.port}/ (Ctrl-C to stop)", flush=True)
+    server.run()  # uvicorn handles Ctrl-C and SIGTERM itself: a clean shutdown
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -1134,6 +1157,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(sub)
     _add_ablate(sub)
     _add_inside(sub)
+    v = sub.add_parser(
+        "serve",
+        help="explore a trained generator in the browser",
+        description="Start a local web page for a run: sample grids with seeds, classes and "
+        "truncation, latent walks, InfoGAN codes, StyleGAN style mixing, the run's facts, "
+        "metrics and loss curve.",
+    )
+    v.add_argument("run", help="run folder or checkpoint .safetensors file")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    v.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    v.add_argument("--device", default="cpu")
     d = sub.add_parser("demo", help="train DCGAN and CGAN on the embedded digits (no download)")
     d.add_argument("--outdir", default="runs/demo")
     d.add_argument(
@@ -1161,6 +1195,7 @@ COMMANDS = {
     "objectives": cmd_objectives,
     "evaluator": cmd_evaluator,
     "demo": cmd_demo,
+    "serve": cmd_serve,
     "ablate": cmd_ablate,
 }
 
