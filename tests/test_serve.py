@@ -4,6 +4,7 @@ on tiny runs of an unconditional, a conditional, an InfoGAN and a StyleGAN model
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,37 @@ def test_serve_refuses_a_bad_run_and_a_bad_port(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
     assert "--port must be in 0..65535" in capsys.readouterr().err
+
+
+def test_gankit_serve_prints_its_address_serves_and_stops_on_sigterm(runs):
+    import json
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gankit", "serve", str(runs["dcgan"]), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert f"at http://127.0.0.1:{port}/" in line, line + proc.stderr.read()
+        for _ in range(100):  # the address is printed just before the socket opens
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info") as r:
+                    assert json.loads(r.read())["model"] == "dcgan"
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the server never answered")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises the signal: the shell's usual 143
+    assert proc.returncode == -signal.SIGTERM
