@@ -24,6 +24,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.killing import kill_at_a_moment, temp_names  # noqa: E402
+
 from gankit.checkpoint import list_checkpoints, load_checkpoint, read_checkpoint
 from gankit.errors import UserError
 from machine_info import machine  # benchmarks/ is on sys.path
@@ -40,11 +43,6 @@ RUN = [
 def gankit(*args: str | Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gankit", "train", *map(str, args)]
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def temp_names(run: Path) -> set[str]:
-    folder = run / "checkpoints"
-    return {p.name for p in folder.glob(".*.tmp")} if folder.is_dir() else set()
 
 
 def main() -> None:
@@ -70,21 +68,9 @@ def main() -> None:
             )
             tally["resumes"] += resuming
             stale = temp_names(run)  # left by earlier kills (a resume removes them)
-            aim, k = tally["kills"] % 2 == 1, rng.randint(1, 4)
-            deadline = time.monotonic() + (15.0 if aim else rng.uniform(1.0, 7.0))
-            seen: set[str] = set()
-            while time.monotonic() < deadline and proc.poll() is None:
-                if aim and (run / "checkpoints").is_dir():
-                    seen.update(e.name for e in os.scandir(run / "checkpoints") if e.name[0] == ".")
-                    if len(seen) >= k:
-                        break
-                    time.sleep(0.0002)
-                else:
-                    time.sleep(0.01)
-            if proc.poll() is not None:
+            aim = tally["kills"] % 2 == 1  # odd kills: during a checkpoint write
+            if not kill_at_a_moment(proc, run, rng, aim_at_write=aim):
                 raise SystemExit(f"the run ended before kill {tally['kills'] + 1}; raise --kimg")
-            proc.kill()
-            proc.wait()
             assert proc.returncode == -signal.SIGKILL
             tally["kills"] += 1
             cut = bool(temp_names(run) - stale)  # a temp file this attempt left: a cut write

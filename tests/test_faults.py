@@ -26,6 +26,8 @@ import torch
 from gankit.checkpoint import list_checkpoints, load_checkpoint, read_checkpoint
 from gankit.cli import main
 
+from .killing import kill_at_a_moment
+
 KIMG = "6.4"  # 400 steps of 16 images: more than 20 kill-and-resume cycles get through
 RUN = [
     *("--data", "digits", "--resolution", "16", "--batch-size", "16", "--no-progress"),
@@ -105,22 +107,9 @@ def test_kill_9_twenty_times_loses_nothing(reference: Path, tmp_path: Path) -> N
     while kills < 20:
         stale = {p.name for p in _temp_files(run)} if run.exists() else set()
         proc = _start(*(_new(run) if not run.exists() else _resume(run)))
-        # Odd kills: during the k-th checkpoint write of this attempt (seen as its temp
-        # file); even kills: at a random time, from start-up to well into training.
-        aim_at_write, k = kills % 2 == 1, rng.randint(1, 4)
-        deadline = time.monotonic() + (15.0 if aim_at_write else rng.uniform(1.0, 7.0))
-        seen: set[str] = set()
-        while time.monotonic() < deadline and proc.poll() is None:
-            if aim_at_write and (run / "checkpoints").is_dir():
-                seen.update(e.name for e in os.scandir(run / "checkpoints") if e.name[0] == ".")
-                if len(seen) >= k:
-                    break
-                time.sleep(0.0002)
-            else:
-                time.sleep(0.01)
-        assert proc.poll() is None, f"the run ended before kill {kills + 1}; raise KIMG"
-        proc.kill()
-        proc.communicate()
+        # Odd kills: during a checkpoint write; even ones: at a random time.
+        killed = kill_at_a_moment(proc, run, rng, aim_at_write=kills % 2 == 1)
+        assert killed, f"the run ended before kill {kills + 1}; raise KIMG"
         assert proc.returncode == -signal.SIGKILL
         kills += 1
         if {p.name for p in _temp_files(run) if p.parent.name == "checkpoints"} - stale:
