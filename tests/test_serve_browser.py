@@ -165,3 +165,68 @@ def test_the_page_in_chromium(page_url: str, tmp_path: Path) -> None:
         assert shot.stat().st_size > 10_000
         browser.close()
     assert errors == [], errors
+
+
+@pytest.fixture(scope="module")
+def more_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    _browser_or_skip()
+    root = tmp_path_factory.mktemp("browser-more")
+    urls, servers = {}, []
+    for model in ("infogan", "stylegan"):
+        train(
+            model, "digits", run_dir=root / model, model_overrides=tiny_overrides(model),
+            kimg=0.064, batch_size=16, log_every=1, progress=False, tensorboard=False,
+        )  # fmt: skip
+        url, server, thread = serve_in_thread(root / model)
+        urls[model] = url
+        servers.append((server, thread))
+    yield urls
+    for server, thread in servers:
+        server.should_exit = True  # type: ignore[attr-defined]
+        thread.join(timeout=10)
+
+
+def test_infogan_sliders_and_stylegan_mixing_in_chromium(more_urls: dict[str, str]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        # InfoGAN: a category picker and one slider per continuous code, each a new request
+        page.goto(more_urls["infogan"])
+        page.wait_for_function("() => document.getElementById('grid').naturalWidth > 0")
+        assert page.locator("#codes").is_visible() and not page.locator("#cls-row").is_visible()
+        assert page.locator("#codes input[type=range]").count() == 2
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/api/grid.png" in r.url else None)
+        src = page.locator("#grid").get_attribute("src")
+        page.select_option("#cat0", "7")
+        _after_change(page, src)
+        src = page.locator("#grid").get_attribute("src")
+        page.eval_on_selector(
+            "#cont1", "el => { el.value = '1.5'; el.dispatchEvent(new Event('input')); }"
+        )
+        _after_change(page, src)
+        assert "cat0=7" in asked[0] and "cat0=7" in asked[1] and "cont1=1.5" in asked[1]
+
+        # StyleGAN: the mixing view, and truncation as psi in (0, 1]
+        page.goto(more_urls["stylegan"])
+        page.wait_for_function("() => document.getElementById('mix').naturalWidth > 0")
+        assert page.locator("#mixing-section").is_visible()
+        assert page.eval_on_selector("#trunc", "el => el.max") == "1"
+        before = page.locator("#mix").screenshot()
+        src = page.locator("#mix").get_attribute("src")
+        page.fill("#mix-rows", "7,8")
+        page.click("#mix-go")
+        page.wait_for_function(
+            "old => { const m = document.getElementById('mix'); "
+            "return m.src !== old && m.complete && m.naturalWidth > 0; }",
+            arg=src,
+        )
+        assert page.locator("#mix").screenshot() != before  # 2 source rows now, not 3
+        browser.close()
+    assert errors == [], errors
