@@ -755,3 +755,28 @@ def test_probe_compares_trained_random_and_pixels(dcgan_run, capsys):
     assert all(r["train_examples"] == 50 and r["test_examples"] == 60 for r in report["results"])
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in report["results"])
     assert Path("probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the bar chart
+
+
+def test_impossible_shapes_and_sizes_are_refused_before_data_or_weights(capsys, monkeypatch):
+    """A non-power-of-two resolution fails before the data are resized; networks too big for
+    memory fail before anything is allocated (counted on the meta device)."""
+    import gankit.training.run as run_mod
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data were loaded before the shape check")
+
+    monkeypatch.setattr(run_mod, "_load_data", no_data)
+    rc, _, err = cli(capsys, "train", "dcgan", "--resolution", "1000", "--dry-run")
+    assert rc == 2 and "power-of-two resolution" in err
+    monkeypatch.undo()
+    rc, _, err = cli(capsys, "train", "dcgan", "--set", "ngf=100000", "--dry-run")
+    assert rc == 2 and "more than this machine can hold" in err and "lower ngf/ndf" in err
+
+
+def test_a_closed_pipe_is_not_an_error():
+    """`gankit ... | true`: the reader is gone before gankit writes (it takes seconds to start),
+    so the write fails with EPIPE; gankit exits 0 without a traceback."""
+    cmd = f"{sys.executable} -m gankit train biggan --dry-run | true; echo rc=${{PIPESTATUS[0]}}"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env)
+    assert proc.stdout.strip() == "rc=0" and "Traceback" not in proc.stderr, proc.stderr

@@ -511,7 +511,8 @@ def test_download_failure_is_a_user_error_and_restores_the_timeout(
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     before = socket.getdefaulttimeout()
     with pytest.raises(UserError, match="could not be downloaded.*train-images-idx3-ubyte"):
-        load_dataset("mnist", resolution=28, root=str(tmp_path), download=True)
+        load_dataset("mnist", resolution=28, root=str(tmp_path / "data"), download=True)
+    assert not (tmp_path / "data").exists(), "the failed download leaves no empty folders"
     assert socket.getdefaulttimeout() == before
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -1248,6 +1249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"gankit: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `gankit ... | head`: the reader left; not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (so that exit's flush stays quiet)
+        return 0
     except OSError as exc:  # a write that failed outside training (config, figures, samples)
         if exc.errno not in WRITE_ERRNOS:
             raise

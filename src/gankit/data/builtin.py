@@ -139,6 +139,15 @@ def _extract_cifar_archive(root: Path) -> None:
         ) from None
 
 
+def _prune_empty(folder: Path, existed: set[Path]) -> None:
+    """Remove the empty folders a failed download created (never one that was there before),
+    so that an offline attempt leaves no trace."""
+    for p in (folder, *folder.parents):
+        if p in existed or not p.is_dir() or any(p.iterdir()):
+            return
+        p.rmdir()
+
+
 def _missing_files(folder: Path, names: tuple[str, ...]) -> list[str]:
     return [n for n in names if not (folder / n).is_file()]
 
@@ -148,6 +157,7 @@ def _open_torchvision(
 ) -> object:
     """Instantiate a torchvision dataset, turning every failure into an actionable UserError."""
     root = str(req.data_root)
+    existed = {p for p in (folder, *folder.parents) if p.exists()}
     try:
         if req.download:
             with _socket_timeout(DOWNLOAD_TIMEOUT_S):
@@ -161,6 +171,8 @@ def _open_torchvision(
                 f"{title} files in {folder} could not be read ({detail}): they may be corrupt; "
                 "replace them with fresh copies, or pass --data-root"
             ) from None
+        if req.download:
+            _prune_empty(folder, existed)
         why = "could not be downloaded (offline?)" if req.download else "downloading is off"
         partly = f" ({', '.join(missing)} missing)" if len(missing) < len(files) else ""
         raise UserError(

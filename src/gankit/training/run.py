@@ -194,6 +194,7 @@ def prepare_training(
     if res <= 0:
         raise UserError(f"resolution must be > 0 (got {res})")
     channels = mo.get("channels")
+    _check_shape_early(model, mo, res)
     ds = _load_data(tcfg, res, None if channels is None else int(channels))
     mo["resolution"] = res
     mo.setdefault("channels", ds.channels)
@@ -211,9 +212,49 @@ def prepare_training(
                 f"pass --set num_classes={top + 1} or drop that class"
             )
     cfg = make_config(model, mo)
+    _check_size(model, to_dict(cfg))  # before the real networks are allocated
     create_model(model, **to_dict(cfg))  # invalid shapes fail before a folder is made
     _check_runnable(tcfg, ds)
     return RunConfig(model=model, model_config=to_dict(cfg), train=tcfg), ds
+
+
+def _check_shape_early(model: str, mo: Mapping[str, Any], res: int) -> None:
+    """Refuse a resolution the networks cannot take before any data is read and resized
+    (the full check, with the real widths, comes after loading). Tiny widths keep it cheap;
+    an error counts only if the same tiny model builds at the model's default resolution."""
+    spec = MODELS.get(model)
+    probe = {**mo, **_tiny(model), "resolution": res}
+    probe.setdefault("channels", 1)
+    if spec.conditional:
+        probe.setdefault("num_classes", 2)
+    try:
+        create_model(model, **probe)
+    except UserError:
+        try:
+            create_model(model, **{**probe, "resolution": spec.config_cls().resolution})
+        except UserError:
+            return  # the probe itself is at fault: leave it to the full check
+        raise
+
+
+def _check_size(model: str, config: Mapping[str, Any]) -> None:
+    """Refuse networks whose training state cannot fit in memory (`--set ngf=100000`),
+    counted on the meta device so that nothing is allocated."""
+    from ..data.common import memory_budget
+
+    try:
+        with torch.device("meta"):
+            m = create_model(model, **config)
+        n = sum(p.numel() for net in (m.G, m.D) for p in net.parameters())
+    except Exception:  # noqa: BLE001 (a model that cannot be built on meta: the real build decides)
+        return
+    need = 4 * 5 * n  # fp32 weights, gradients, two Adam moments and G's EMA, roughly
+    if need > memory_budget():
+        raise UserError(
+            f"{model} with these widths has {n / 1e6:,.0f}M parameters, about "
+            f"{need / 2**30:,.0f} GiB to train, more than this machine can hold "
+            f"({memory_budget() / 2**30:.0f} GiB budget); lower ngf/ndf (or hidden)"
+        )
 
 
 def _check_runnable(cfg: TrainConfig, ds: ImageDataset) -> None:
