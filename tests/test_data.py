@@ -572,3 +572,20 @@ def test_folder_follows_links_once(tmp_path: Path) -> None:
     (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
     ds = load_dataset(f"folder:{tmp_path}", resolution=8)
     assert len(ds) == 1
+
+
+def test_chunked_conversions_do_not_depend_on_the_chunk_size(monkeypatch):
+    """Large images are resized a few at a time (bounded float memory); the result is the same
+    as with any other chunking."""
+    import gankit.data.transforms as tf
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (7, 3, 40, 50), generator=g, dtype=torch.uint8)
+    big_resize, big_grey = tf.resize_square(x, 16), tf.convert_channels(x, 1)
+    assert tf.chunk_images(3, 40, 50) >= 7  # small images: all in one chunk
+    assert tf.chunk_images(3, 4096, 4096) == 1  # a 4096^2 RGB image (201 MB as float) alone
+    assert tf.chunk_images(3, 2048, 2048) == 5
+    monkeypatch.setattr(tf, "_CHUNK_BYTES", 4 * 3 * 40 * 50 * 2)  # two images per chunk
+    assert tf.chunk_images(3, 40, 50) == 2
+    torch.testing.assert_close(tf.resize_square(x, 16), big_resize, rtol=0, atol=0)
+    torch.testing.assert_close(tf.convert_channels(x, 1), big_grey, rtol=0, atol=0)

@@ -27,7 +27,13 @@ from .common import DATASETS, LoadRequest, check_fits, default_root
 from .folder import IMAGE_EXTENSIONS, load_folder
 from .mixtures import MIXTURES, PointDataset
 from .npz import load_npz
-from .transforms import _CHUNK, check_channels, convert_channels, cover_size, resize_square
+from .transforms import (
+    check_channels,
+    chunk_images,
+    convert_channels,
+    cover_size,
+    resize_square,
+)
 
 __all__ = [
     "DATASETS",
@@ -158,7 +164,8 @@ def _check_conversion_fits(images: torch.Tensor, request: LoadRequest) -> None:
     needed = n * out_c * size * size  # the uint8 result
     if (height, width) != (size, size):
         new_h, new_w = cover_size(height, width, size)
-        needed += min(n, _CHUNK) * c * new_h * new_w * 4  # one float32 chunk, scaled
+        step = chunk_images(c, max(height, new_h), max(width, new_w))
+        needed += min(n, step) * c * new_h * new_w * 4  # one float32 chunk, scaled
     check_fits(
         needed,
         f"{request.spec}: {n} images at {size}x{size}",

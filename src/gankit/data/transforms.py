@@ -12,7 +12,14 @@ import torch.nn.functional as F
 from ..errors import UserError
 
 # How many images are converted to float at a time.
-_CHUNK = 2048
+_CHUNK = 2048  # images per float32 chunk at most ...
+_CHUNK_BYTES = 256 * 2**20  # ... and at most this much float32 per chunk (large images)
+
+
+def chunk_images(channels: int, height: int, width: int) -> int:
+    """How many images of this size one float32 working chunk holds (1 to _CHUNK)."""
+    return max(1, min(_CHUNK, _CHUNK_BYTES // max(1, 4 * channels * height * width)))
+
 
 # ITU-R BT.601 luma weights, the same ones PIL uses for RGB -> L.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -47,9 +54,10 @@ def convert_channels(images: torch.Tensor, channels: int | None) -> torch.Tensor
     if have == 3 and channels == 1:
         weights = torch.tensor(LUMA_WEIGHTS, dtype=torch.float32).view(1, 3, 1, 1)
         out = torch.empty((images.shape[0], 1, *images.shape[2:]), dtype=torch.uint8)
-        for start in range(0, images.shape[0], _CHUNK):
-            chunk = images[start : start + _CHUNK].float()
-            out[start : start + _CHUNK] = _to_uint8((chunk * weights).sum(dim=1, keepdim=True))
+        step = chunk_images(3, *images.shape[2:])
+        for start in range(0, images.shape[0], step):
+            chunk = images[start : start + step].float()
+            out[start : start + step] = _to_uint8((chunk * weights).sum(dim=1, keepdim=True))
         return out
     raise UserError(
         f"cannot convert {have}-channel images to {channels} channels: gankit converts only "
@@ -78,12 +86,13 @@ def resize_square(images: torch.Tensor, resolution: int) -> torch.Tensor:
     top = (new_h - resolution) // 2
     left = (new_w - resolution) // 2
     out = torch.empty((n, c, resolution, resolution), dtype=torch.uint8)
-    for start in range(0, n, _CHUNK):
-        chunk = images[start : start + _CHUNK].float()
+    step = chunk_images(c, max(h, new_h), max(w, new_w))
+    for start in range(0, n, step):
+        chunk = images[start : start + step].float()
         if (new_h, new_w) != (h, w):
             chunk = F.interpolate(
                 chunk, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
             )
         chunk = chunk[:, :, top : top + resolution, left : left + resolution]
-        out[start : start + _CHUNK] = _to_uint8(chunk)
+        out[start : start + step] = _to_uint8(chunk)
     return out
