@@ -365,8 +365,3 @@ def create_app(run_or_ckpt: str | Path, device: str = "cpu") -> FastAPI:
 def check_loopback(host: str) -> bool:
     """Whether `host` only accepts connections from this machine."""
     return host in ("127.0.0.1", "localhost", "::1")
-
-
-def image_from_png(data: bytes) -> Image.Image:
-    """For tests and benchmarks: decode a PNG response."""
-    return Image.open(io.BytesIO(data))

@@ -399,10 +399,7 @@ class Trainer:
         self.rollbacks, self.lr_scale = rollbacks, scale
         self._flags.zero_()
         if self.is_main:
-            self.logger.truncate_after(self.nimg)
-            for f in self._frames():
-                if int(f.stem[5:]) > self.nimg:
-                    f.unlink()
+            self._forget_after(self.nimg)
             self.logger.event(
                 "rollback", nimg=self.nimg, at_step=at_step, reason=what,
                 lr_scale=scale, rollback=rollbacks, of=cfg.nan_retries,
@@ -649,6 +646,13 @@ class Trainer:
             x, self.run_dir / "samples" / "reals.png", scale=2 if x.shape[-1] <= 32 else 1
         )
 
+    def _forget_after(self, nimg: int) -> None:
+        """Drop the metrics and sample frames recorded after `nimg` (resume, rollback)."""
+        self.logger.truncate_after(nimg)
+        for f in self._frames():
+            if int(f.stem[5:]) > nimg:
+                f.unlink()
+
     def _frames(self) -> list[Path]:
         return sorted((self.run_dir / "samples").glob("fakes*.png"))
 
@@ -700,6 +704,8 @@ class Trainer:
         The signal flag is host state and costs nothing; reading the NaN flags is the one
         device sync of a step (nan_check=step) or of a log interval (nan_check=log).
         """
+        if not self.world.distributed and not check_nan:  # no device work at all
+            return stop.signum is not None, [False] * 4
         flags = self._flags if check_nan else torch.zeros_like(self._flags)
         vec = torch.cat([torch.tensor([stop.signum is not None], device=self.device), flags])
         if self.world.distributed:
@@ -723,10 +729,7 @@ class Trainer:
             self._report_diversity()
         else:  # resuming: forget what was logged or drawn after the checkpoint
             samples.mkdir(parents=True, exist_ok=True)
-            self.logger.truncate_after(start_nimg)
-            for f in self._frames():
-                if int(f.stem[5:]) > start_nimg:
-                    f.unlink()
+            self._forget_after(start_nimg)
             remove_stale_temp_files(self.run_dir)
         sample_every = max(1, int(cfg.sample_every_kimg * 1000))
         eval_every = (
