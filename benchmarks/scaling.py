@@ -204,9 +204,13 @@ def plot(doc: dict, path: Path) -> None:
     ax2.legend(fontsize=8)
 
     m = doc["machine"]
+    peak = doc.get("peak_gflops") or {}
+    peak_txt = (f"\nmeasured peak (3x3 conv): fp32 {peak['fp32']:.0f}, bf16 {peak['bf16']:.0f} "
+                "GFLOP/s") if peak else ""  # fmt: skip
     fig.suptitle(
         f"gankit DCGAN, {doc['channels']} channels, training step (D + G + EMA) on "
         f"{m['cpu']}: {m['cores']} cores, {m['threads']} torch thread(s), torch {m['torch']}"
+        + peak_txt
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,6 +256,13 @@ def main() -> None:
     total = sum(estimate_seconds(m, r, b) * (plan[r, b, m] + args.warmup) for r, b, m in grid)
     total += 5 * len(grid)  # process start, imports and model construction
     info = machine()
+    from speed import peak_gflops  # benchmarks/ is on sys.path
+
+    # The peak tells hosts apart: the shared machines this runs on differ (bf16 above or below
+    # fp32), so a figure is only comparable with one measured on a host with the same peaks.
+    peak = {} if args.quick else {d: peak_gflops(d) for d in ("fp32", "bf16")}
+    if peak:
+        print(f"peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", flush=True)
     print(f"{len(grid)} points, estimated {total / 60:.1f} min on a 2-core CPU; "
           f"{info['threads']} torch threads", flush=True)  # fmt: skip
     doc = {
@@ -261,6 +272,7 @@ def main() -> None:
         "machine": info,
         "torch": info["torch"],
         "threads": info["threads"],
+        "peak_gflops": peak,
         "steps": 1 if args.quick else args.steps,  # the fewest per point; each point has its own
         "min_seconds": args.min_seconds,
         "warmup": args.warmup,
