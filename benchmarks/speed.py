@@ -11,12 +11,18 @@ Each measurement runs in its own process, back to back:
   torchvision's MNIST from --data-root (../shared/datasets), else 28x28 PNGs in an ImageFolder.
 - gankit's `Trainer` on the same images, decoded once into memory, in each speed mode.
 
-It prints images/s, time per step, peak memory (max RSS of the process) and achieved GFLOP/s
-(FLOPs of one training step counted by torch's FlopCounterMode) against the machine's peak,
-measured in the same run with a large 3x3 convolution in fp32 (channels_last) and bf16.
+It prints images/s, time per step, peak memory (max RSS of the process; on a GPU, the most
+GPU memory torch allocated) and achieved GFLOP/s (FLOPs of one training step counted by
+torch's FlopCounterMode) against the machine's peak, measured in the same run with a large 3x3
+convolution in fp32 (channels_last) and bf16 on the same device.
+
+`--device cuda` runs everything on the GPU as the tutorial does there (`.to(device)` of the
+networks, batches, labels and noise; torch's default cuDNN settings, TF32 convolutions
+included); the baseline keeps the tutorial's DataLoader with 2 workers.
 
     python benchmarks/speed.py                      # all configs -> docs/bench_speed.json
     python benchmarks/speed.py --config dcgan64 --steps 10
+    python benchmarks/speed.py --device cuda --out docs/bench_speed_gpu.json
 """
 
 from __future__ import annotations
@@ -49,31 +55,45 @@ N_IMAGES = 2048  # images written as files for the baseline's ImageFolder
 CELEBA_SIZE = (178, 218)  # width, height of CelebA's aligned images
 
 
-def peak_gflops(dtype: str, seconds: float = 2.0) -> float:
+def sync(device: str) -> None:
+    """Wait for the device's queued work, so that a timer reads finished work."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def peak_gflops(dtype: str, seconds: float = 2.0, device: str = "cpu") -> float:
     """The machine's peak for this run: the best GFLOP/s of two large 3x3 convolutions
-    (forward, channels_last), in fp32 or under bf16 autocast."""
+    (forward, channels_last), in fp32 or under bf16 autocast, on `device` (on a GPU with 8x
+    the batch, to fill it)."""
     import contextlib
 
     import torch
 
     best = 0.0
-    for n, c, side in ((64, 256, 32), (32, 512, 16)):
-        x = torch.randn(n, c, side, side).to(memory_format=torch.channels_last)
-        conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False)
+    scale = 8 if device.startswith("cuda") else 1
+    for n, c, side in ((64 * scale, 256, 32), (32 * scale, 512, 16)):
+        x = torch.randn(n, c, side, side, device=device).to(memory_format=torch.channels_last)
+        conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False, device=device)
         conv = conv.to(memory_format=torch.channels_last)
         flops = 2 * n * c * c * 9 * side * side
         ctx = (
-            torch.autocast("cpu", dtype=torch.bfloat16)
+            torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
             if dtype == "bf16"
             else contextlib.nullcontext()
         )
         with torch.no_grad(), ctx:
-            for _ in range(2):
+            for _ in range(3):
                 conv(x)
+            sync(device)
             k, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:
                 conv(x)
                 k += 1
+                if k % 8 == 0:  # a GPU queues work: time what has finished
+                    sync(device)
+            sync(device)
         best = max(best, flops * k / (time.perf_counter() - t0) / 1e9)
     return best
 
@@ -132,7 +152,7 @@ def step_flops(model: str, resolution: int, channels: int, batch: int) -> float:
     return float(fc.get_total_flops())
 
 
-def run_baseline(cfg: str, steps: int, warmup: int, folder: str) -> dict:
+def run_baseline(cfg: str, steps: int, warmup: int, folder: str, device: str = "cpu") -> dict:
     """The tutorial's loop (see the module docstring)."""
     import torch
     import torchvision.datasets as dset
@@ -156,7 +176,7 @@ def run_baseline(cfg: str, steps: int, warmup: int, folder: str) -> dict:
     )  # fmt: skip
     torch.manual_seed(0)
     m = create_model(model, resolution=res, channels=ch)
-    G, D = m.G, m.D
+    G, D = m.G.to(device), m.D.to(device)
     cond = m.spec.conditional
     criterion = nn.BCELoss()
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -168,15 +188,16 @@ def run_baseline(cfg: str, steps: int, warmup: int, folder: str) -> dict:
                 t0 = time.perf_counter()
             if done == warmup + steps:
                 break
-            y = labels if cond else None
+            real = real.to(device)
+            y = labels.to(device) if cond else None
             b = real.size(0)
             D.zero_grad()
-            label = torch.full((b,), 1.0)
+            label = torch.full((b,), 1.0, device=device)
             output = torch.sigmoid(D(real, y)).view(-1)
             err_d_real = criterion(output, label)
             err_d_real.backward()
             d_x = output.mean().item()
-            noise = torch.randn(b, G.z_dim)
+            noise = torch.randn(b, G.z_dim, device=device)
             fake = G(noise, y)
             label.fill_(0.0)
             output = torch.sigmoid(D(fake.detach(), y)).view(-1)
@@ -196,7 +217,7 @@ def run_baseline(cfg: str, steps: int, warmup: int, folder: str) -> dict:
     return {"seconds": time.perf_counter() - t0, "images": steps * batch}
 
 
-def run_gankit(cfg: str, mode: str, steps: int, warmup: int, folder: str) -> dict:
+def run_gankit(cfg: str, mode: str, steps: int, warmup: int, folder: str, device: str) -> dict:
     """gankit's trainer on the same images, decoded once (gankit's folder loader)."""
     import torch
 
@@ -215,19 +236,23 @@ def run_gankit(cfg: str, mode: str, steps: int, warmup: int, folder: str) -> dic
     rc = RunConfig(
         model=model,
         model_config={"resolution": res, "channels": ch},
-        train=TrainConfig(model=model, batch_size=batch, kimg=1e6, device="cpu", **MODES[mode]),
+        train=TrainConfig(model=model, batch_size=batch, kimg=1e6, device=device, **MODES[mode]),
     )
     return {"seconds": time_train_steps(rc, ds, steps, warmup), "images": steps * batch}
 
 
 def child(argv: list[str]) -> None:
     """One measurement in this process; prints one JSON line."""
-    kind, cfg, mode, steps, warmup, folder = argv
+    kind, cfg, mode, steps, warmup, folder, device = argv
     if kind == "baseline":
-        out = run_baseline(cfg, int(steps), int(warmup), folder)
+        out = run_baseline(cfg, int(steps), int(warmup), folder, device)
     else:
-        out = run_gankit(cfg, mode, int(steps), int(warmup), folder)
+        out = run_gankit(cfg, mode, int(steps), int(warmup), folder, device)
     out["max_rss_mib"] = peak_rss_mib()
+    if device.startswith("cuda"):
+        import torch
+
+        out["max_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     print(json.dumps(out))
 
 
@@ -238,17 +263,23 @@ def main() -> None:
         "--steps", type=int, help="timed steps per row (default: about 20 s of the baseline)"
     )
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_speed.json")
-    ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child)
         return
     import torch
 
-    peak = {"fp32": peak_gflops("fp32"), "bf16": peak_gflops("bf16")}
-    print(f"machine peak (3x3 conv, channels_last): fp32 {peak['fp32']:.0f} GFLOP/s, "
-          f"bf16 {peak['bf16']:.0f} GFLOP/s; {torch.get_num_threads()} threads")  # fmt: skip
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: torch sees no CUDA GPU here")
+    if args.device.split(":")[0] not in ("cpu", "cuda"):
+        raise SystemExit(f"--device {args.device}: expected cpu or cuda[:N]")
+    peak = {d: peak_gflops(d, device=args.device) for d in ("fp32", "bf16")}
+    print(f"{args.device} peak (3x3 conv, channels_last): fp32 {peak['fp32']:.0f} GFLOP/s, "
+          f"bf16 {peak['bf16']:.0f} GFLOP/s; {torch.get_num_threads()} CPU threads")  # fmt: skip
+    gpu = args.device.startswith("cuda")
     rows = []
     for cfg in args.config or list(CONFIGS):
         model, res, ch, batch = CONFIGS[cfg]
@@ -260,7 +291,7 @@ def main() -> None:
             ]:
                 steps = str(args.steps or STEPS[cfg])
                 cmd = [sys.executable, __file__, "--child", kind, cfg, mode, steps,
-                       str(args.warmup), tmp]  # fmt: skip
+                       str(args.warmup), tmp, args.device]  # fmt: skip
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
                 if proc.returncode != 0:
                     print(proc.stderr[-2000:])
@@ -273,20 +304,25 @@ def main() -> None:
                              "batch": batch, "loop": kind, "mode": mode, "images_per_s": ips,
                              "ms_per_step": 1000 * res_["seconds"] * batch / res_["images"],
                              "max_rss_mib": res_["max_rss_mib"], "gflop_per_step": flops / 1e9,
+                             "device": args.device, "max_gpu_mib": res_.get("max_gpu_mib"),
                              "gflops": gflops, "fraction_of_peak": gflops / ref})  # fmt: skip
-                ms, rss = rows[-1]["ms_per_step"], res_["max_rss_mib"]
+                ms = rows[-1]["ms_per_step"]
+                rss = res_["max_gpu_mib"] if gpu else res_["max_rss_mib"]
                 print(f"{cfg:<14} {kind:<8} {mode:<22} {ips:8.1f} img/s  {ms:7.0f} ms/step  "
                       f"{rss:6.0f} MiB  {gflops:6.1f} GFLOP/s ({gflops / ref:.0%} of peak)",
                       flush=True)  # fmt: skip
     base = {r["config"]: r["images_per_s"] for r in rows if r["loop"] == "baseline"}
-    print("\n| config | loop | mode | images/s | x baseline | ms/step | peak RSS MiB | GFLOP/s | "
+    memory = "peak GPU MiB" if gpu else "peak RSS MiB"
+    print(f"\n| config | loop | mode | images/s | x baseline | ms/step | {memory} | GFLOP/s | "
           "of peak |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     for r in rows:
         speedup = r["images_per_s"] / base[r["config"]]
         print(f"| {r['config']} | {r['loop']} | {r['mode']} | {r['images_per_s']:.1f} | "
-              f"{speedup:.2f} | {r['ms_per_step']:.0f} | {r['max_rss_mib']:.0f} | "
+              f"{speedup:.2f} | {r['ms_per_step']:.0f} | "
+              f"{r['max_gpu_mib'] if gpu else r['max_rss_mib']:.0f} | "
               f"{r['gflops']:.1f} | {r['fraction_of_peak']:.0%} |")  # fmt: skip
-    result = {"machine": machine(), "peak_gflops": peak, "steps": args.steps or STEPS, "rows": rows}
+    result = {"machine": machine(), "device": args.device, "peak_gflops": peak,
+              "steps": args.steps or STEPS, "rows": rows}  # fmt: skip
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 

@@ -61,6 +61,8 @@ def time_train_steps(rc: RunConfig, ds: ImageDataset, steps: int, warmup: int) -
         tr = Trainer(rc, tmp, ds, progress=False, tensorboard=False)
         for _ in range(warmup):
             tr.train_step()
+        if tr.device.type == "cuda":  # start the clock on an idle GPU
+            torch.cuda.synchronize(tr.device)
         t0 = time.perf_counter()
         for _ in range(steps):
             logs = tr.train_step()
