@@ -6,6 +6,7 @@ trainer-level checks, and with `gankit train --nproc 2` (torchrun) for the comma
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -142,6 +143,30 @@ def _bn_worker(rank: int, world: int, store: str, out: str) -> None:
         )  # fmt: skip
     finally:
         dist.destroy_process_group()
+
+
+def _auto_worker(rank: int, world: int, store: str, out: str) -> None:
+    """Rank 0 measures bf16 as faster, rank 1 as slower: precision=auto must still agree."""
+    from gankit.training import trainer as tm
+
+    torch.set_num_threads(1)
+    tm.torch.ops.mkldnn._is_mkldnn_bf16_supported = lambda: True
+    tm.torch.cpu._is_avx512_bf16_supported = lambda: True
+    tm.cpu_bf16_speedup = functools.cache(lambda: 2.0 if rank == 0 else 0.5)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        run = Path(out) / "auto"
+        tr = Trainer(_rc(precision="auto"), run, synthetic_dataset(n=48), progress=False,
+                     tensorboard=False)  # fmt: skip
+        tr.train_step()
+        Path(out, f"amp{rank}").write_text(str(tr.amp_dtype))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_auto_precision_takes_rank_0s_choice_on_every_rank(tmp_path):
+    mp.spawn(_auto_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    assert (tmp_path / "amp0").read_text() == (tmp_path / "amp1").read_text() == "torch.bfloat16"
 
 
 def test_global_batch_norm_is_batch_norm_over_all_ranks(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 
 import pytest
 import torch
@@ -254,6 +256,54 @@ def test_bf16_updates_point_the_same_way_as_fp32(tmp_path):
         cos = torch.nn.functional.cosine_similarity(d_ref, d_fast, dim=0)
         assert d_ref.abs().max() > 1e-4  # the weights did move
         assert cos > 0.9, (name, float(cos))
+
+
+def test_cpu_bf16_speedup_is_a_real_ratio_and_leaves_the_seeded_rng_alone():
+    from gankit.training.trainer import cpu_bf16_speedup
+
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    ratio = cpu_bf16_speedup.__wrapped__()  # uncached: really measure
+    assert math.isfinite(ratio) and 0.05 < ratio < 20, ratio
+    assert torch.equal(torch.get_rng_state(), state)  # training's seeded stream is untouched
+
+
+@pytest.mark.parametrize("speedup", [0.6, 1.1, 2.0])
+def test_auto_precision_takes_bf16_on_a_cpu_only_where_measured_faster(
+    tmp_path, monkeypatch, speedup
+):
+    """`precision=auto` follows the measurement, not the CPU flags: on an AVX512-BF16 CPU
+    without AMX bf16 ran at 0.6x fp32 (docs/speed.md), where bf16 would be a slowdown."""
+    from gankit.training import trainer as tm
+
+    monkeypatch.setattr(tm.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(tm.torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    fake = functools.cache(lambda: speedup)
+    monkeypatch.setattr(tm, "cpu_bf16_speedup", fake)
+    fake()  # as after a measurement, so that the event reports it
+    rc = _rc("dcgan", kimg=0.032, precision="auto")
+    tr = Trainer(rc, tmp_path / "run", synthetic_dataset(n=48), progress=False, tensorboard=False)
+    tr.train()
+    want = speedup >= tm.BF16_MIN_SPEEDUP
+    assert (tr.amp_dtype == torch.bfloat16) == want
+    events = [json.loads(x) for x in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    chosen = [e for e in events if e["event"] == "precision"]
+    assert chosen == [
+        {**chosen[0], "requested": "auto", "chosen": "bf16" if want else "fp32",
+         "cpu_bf16_speedup": speedup}
+    ]  # fmt: skip
+
+
+def test_auto_precision_is_fp32_where_onednn_would_emulate_bf16(tmp_path, monkeypatch):
+    from gankit.training import trainer as tm
+
+    monkeypatch.setattr(tm.torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    measured = []
+    monkeypatch.setattr(tm, "cpu_bf16_speedup", lambda: measured.append(1) or 9.0)
+    assert tm.resolve_precision("auto", torch.device("cpu")) is None
+    assert measured == []  # no point timing an emulation
+    assert tm.resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
+    assert tm.resolve_precision("fp32", torch.device("cpu")) is None
 
 
 def test_data_on_device_keeps_the_data_on_the_cpu_for_a_cpu_run():

@@ -52,6 +52,7 @@ class MetricsLogger:
         """One line in events.jsonl: rollbacks, stops, diversity, collapse warnings (kept
         across resumes: it is the run's history, not its curves)."""
         rec = {"event": kind, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name("events.jsonl"), "a") as f:
             f.write(json.dumps(rec) + "\n")
 
