@@ -264,3 +264,12 @@ def test_nproc_must_be_positive(bad, capsys):
 
     assert main(["train", "dcgan", "--nproc", bad]) == 2
     assert "--nproc must be >= 1" in capsys.readouterr().err
+
+
+def test_failure_hint_without_a_known_folder_or_checkpoint(tmp_path):
+    from gankit.distributed import failure_hint
+
+    assert failure_hint(None).endswith("gankit train --resume RUN")
+    assert failure_hint(tmp_path / "never").endswith(
+        f"no checkpoint was written yet in {tmp_path / 'never'}"
+    )

@@ -239,3 +239,49 @@ def test_sigterm_to_gankit_train_nproc_2_stops_every_rank_with_a_checkpoint(tmp_
     assert json.loads((run / "events.jsonl").read_text().splitlines()[-1])["nimg"] == ck.nimg
     rc, log = _run(*_resume(run), "--kimg", str((ck.nimg + 32) / 1000))
     assert rc == 0, log
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _rank_pid(launcher: int, rank: int) -> int | None:
+    """The pid of a rank under `gankit train --nproc` (launcher -> torchrun -> ranks)."""
+    for torchrun in _children(launcher):
+        for pid in _children(torchrun):
+            try:
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"RANK={rank}".encode() in env:
+                return pid
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the ranks through /proc")
+@pytest.mark.parametrize("victim", [0, 1])
+def test_kill_9_of_one_ddp_rank_stops_the_run_and_it_resumes(tmp_path: Path, victim: int) -> None:
+    """SIGKILL to one rank of `--nproc 2` (rank 0 writes the checkpoints, rank 1 does not):
+    the other rank is stopped, the command exits with an error naming the last checkpoint,
+    every checkpoint on disk is whole, and one process resumes the run to its end."""
+    run = tmp_path / "run"
+    proc = _start("dcgan", *RUN, "--kimg", KIMG, "--run-dir", run, "--nproc", "2")
+    while len(list_checkpoints(run)) < 3 and proc.poll() is None:
+        time.sleep(0.02)
+    pid = _rank_pid(proc.pid, victim)
+    assert pid is not None, proc.communicate(timeout=60)
+    os.kill(pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err
+    assert time.monotonic() - t0 < 60  # no rank is left waiting on the dead one
+    last = list_checkpoints(run)[-1]
+    assert f"the last checkpoint is {last}; continue with: gankit train --resume {run}" in err
+    _assert_usable(run)
+    nimg = load_checkpoint(run).nimg
+    rc, log = _run(*_resume(run), "--kimg", str((nimg + 64) / 1000))
+    assert rc == 0, log
+    assert load_checkpoint(run).nimg == nimg + 64

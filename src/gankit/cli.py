@@ -278,7 +278,7 @@ def _launch_processes(args: argparse.Namespace) -> int:
         elif not a.startswith("--nproc="):
             argv.append(a)
     print(f"gankit: starting {args.nproc} processes (torchrun, DistributedDataParallel)")
-    return launch(args.nproc, argv)
+    return launch(args.nproc, argv, run_dir=args.run_dir or args.resume)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -223,11 +224,13 @@ def torchrun_command(nproc: int, argv: Sequence[str], *, nnodes: int = 1) -> lis
     ]  # fmt: skip
 
 
-def launch(nproc: int, argv: Sequence[str]) -> int:
+def launch(nproc: int, argv: Sequence[str], run_dir: str | os.PathLike | None = None) -> int:
     """Run `gankit train ARGV` in `nproc` processes on this machine; returns the exit code.
 
     CPU ranks split the cores between them (OMP_NUM_THREADS = cores // nproc, at least 1)
-    unless OMP_NUM_THREADS is already set.
+    unless OMP_NUM_THREADS is already set. When a rank dies (killed, out of memory), torchrun
+    stops the others and prints its report; a last line then says where the intact state is
+    (`run_dir`, when the command names it) and how to go on.
     """
     if nproc < 1:
         raise UserError(f"--nproc must be >= 1 (got {nproc})")
@@ -257,4 +260,22 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 128 + got[0]
+    if rc != 0:
+        print(failure_hint(run_dir), file=sys.stderr)
     return rc
+
+
+def failure_hint(run_dir: str | os.PathLike | None) -> str:
+    """The line after torchrun's report of a failed rank: the newest checkpoint, if any, and
+    the resume command (a checkpoint is written whole or not at all, so the newest is sound)."""
+    from .checkpoint import list_checkpoints
+
+    head = "gankit: a training process failed (torchrun's report above names the rank and cause)"
+    if run_dir is None:
+        return f"{head}; continue from the run's last checkpoint with: gankit train --resume RUN"
+    last = list_checkpoints(run_dir) if Path(run_dir).is_dir() else []
+    if not last:
+        return f"{head}; no checkpoint was written yet in {run_dir}"
+    return (
+        f"{head}; the last checkpoint is {last[-1]}; continue with: gankit train --resume {run_dir}"
+    )
