@@ -256,6 +256,32 @@ def child(argv: list[str]) -> None:
     print(json.dumps(out))
 
 
+# Issue 6's targets, for DCGAN-64 at batch 128: the fp32 defaults, and the best mode measured.
+TARGETS = {"fp32": 1.5, "best": 3.0}
+
+
+def target_check(rows: list[dict]) -> list[dict]:
+    """The targets against this run's rows: fp32 defaults >= 1.5x the baseline and the fastest
+    gankit mode >= 3x, for each config measured with its baseline (the targets are stated
+    for dcgan64; the other configs are reported the same way for comparison)."""
+    out = []
+    for cfg in dict.fromkeys(r["config"] for r in rows):
+        mine = [r for r in rows if r["config"] == cfg]
+        base = next((r["images_per_s"] for r in mine if r["loop"] == "baseline"), None)
+        ours = [r for r in mine if r["loop"] == "gankit"]
+        if base is None or not ours:
+            continue
+        fp32 = [r for r in ours if r["mode"].startswith("fp32 defaults")]
+        best = max(ours, key=lambda r: r["images_per_s"])
+        for what, row in (("fp32", fp32[0] if fp32 else None), ("best", best)):
+            if row is not None:
+                speedup = row["images_per_s"] / base
+                out.append({"config": cfg, "what": f"{what} mode", "mode": row["mode"],
+                            "speedup": speedup, "target": TARGETS[what],
+                            "met": speedup >= TARGETS[what]})  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", action="append", choices=list(CONFIGS), help="default: all")
@@ -321,8 +347,13 @@ def main() -> None:
               f"{speedup:.2f} | {r['ms_per_step']:.0f} | "
               f"{r['max_gpu_mib'] if gpu else r['max_rss_mib']:.0f} | "
               f"{r['gflops']:.1f} | {r['fraction_of_peak']:.0%} |")  # fmt: skip
+    targets = target_check(rows)
+    for t in targets:
+        mark = "met" if t["met"] else "NOT met"
+        print(f"{t['config']}: {t['what']}: {t['mode']} at {t['speedup']:.2f}x the baseline "
+              f"(target {t['target']:g}x): {mark}")  # fmt: skip
     result = {"machine": machine(), "device": args.device, "peak_gflops": peak,
-              "steps": args.steps or STEPS, "rows": rows}  # fmt: skip
+              "steps": args.steps or STEPS, "rows": rows, "targets": targets}  # fmt: skip
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 
