@@ -119,9 +119,10 @@ def cpu_bf16_speedup() -> float:
 
     def run(bf16: bool) -> float:
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            y = torch.nn.functional.conv2d(x, w, stride=2, padding=1)  # 1 GFLOP
-        y.float().square().mean().backward()
+        with torch.enable_grad():  # also when the caller built the trainer under no_grad
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                y = torch.nn.functional.conv2d(x, w, stride=2, padding=1)  # 1 GFLOP
+            y.float().square().mean().backward()
         return time.perf_counter() - t0
 
     best = {False: math.inf, True: math.inf}
