@@ -2,8 +2,10 @@
 
 The page is loaded for a tiny conditional DCGAN; the test changes the seed, picks a class,
 moves the truncation slider, plays the latent walk and downloads the grid, checking that the
-images change and that the page logs no console error. Skipped when no Chromium is installed,
-unless GANKIT_REQUIRE_BROWSER=1 (as .ci/run sets it), where a missing browser fails.
+images change and that the page logs no console error, with the server's Content-Security-
+Policy in force (a script, style or image it blocked would be a console error). Skipped when
+no Chromium is installed, unless GANKIT_REQUIRE_BROWSER=1 (as .ci/run sets it), where a
+missing browser fails.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import os
 import shutil
 import socket
 import threading
-import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gankit.models import MODELS
 from gankit.training import train
 
 from .conftest import tiny_overrides
@@ -34,24 +37,26 @@ def _browser_or_skip() -> None:
 
 
 def serve_in_thread(run: Path) -> tuple[str, object, threading.Thread]:
-    """Start `gankit serve RUN` on a free local port in a thread; returns (url, server, thread)."""
+    """Start `gankit serve RUN` on a free local port in a thread; returns (url, server, thread)
+    once the server has answered a request."""
     import uvicorn
 
     from gankit.serve import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    # A socket already listening: requests queue on it until uvicorn takes over, so nothing
+    # has to poll for the server, and no other process can take the port in between.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(run), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}/", server, thread
+    url = f"http://127.0.0.1:{port}/"
+    with urllib.request.urlopen(url + "api/info", timeout=60) as r:  # the app is up
+        assert r.status == 200
+    return url, server, thread
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +98,8 @@ def test_the_page_in_chromium(page_url: str, tmp_path: Path) -> None:
         page = browser.new_page(viewport={"width": 1200, "height": 1000}, accept_downloads=True)
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(page_url)
+        response = page.goto(page_url)
+        assert "script-src 'self'" in response.headers["content-security-policy"]
         page.wait_for_selector("#facts tr")
         assert "cdcgan" in page.locator("#title").inner_text()
         assert "128" in page.locator("#facts").inner_text()  # images seen
@@ -115,7 +121,9 @@ def test_the_page_in_chromium(page_url: str, tmp_path: Path) -> None:
         by_class = _grid_bytes(page)
         assert by_class != by_seed
 
-        # the truncation slider
+        # the truncation slider, over the range of the model's registry entry
+        high = MODELS.get("cdcgan").truncation_range[1]
+        assert page.eval_on_selector("#trunc", "el => el.max") == f"{high:g}"
         src = page.locator("#grid").get_attribute("src")
         page.check("#trunc-on")
         _after_change(page, src)
@@ -218,6 +226,7 @@ def test_infogan_sliders_and_stylegan_mixing_in_chromium(more_urls: dict[str, st
         page.wait_for_function("() => document.getElementById('mix').naturalWidth > 0")
         assert page.locator("#mixing-section").is_visible()
         assert page.eval_on_selector("#trunc", "el => el.max") == "1"
+        assert MODELS.get("stylegan").truncation_range[1] == 1
         before = page.locator("#mix").screenshot()
         src = page.locator("#mix").get_attribute("src")
         page.fill("#mix-rows", "7,8")

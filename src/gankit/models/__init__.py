@@ -41,6 +41,10 @@ class ModelSpec:
         truncation: what `--trunc` means for this model: "z" (components of z beyond the
             threshold are redrawn: BigGAN's trick) or "w" (StyleGAN: w is pulled towards the
             average w by a factor psi, passed to G as `G(z, y, truncation=psi)`).
+        truncation_range: (low, high): the values `truncation` takes, low < value <= high.
+            The one statement of the range: the web page's checks and slider read it. A
+            threshold of 2 in z already keeps 95% of the components as drawn; psi above 1 in
+            w extrapolates away from the average, so StyleGAN's entry stops at 1.
     """
 
     name: str
@@ -54,6 +58,12 @@ class ModelSpec:
     d_output: str = "logit"
     objectives: tuple[str, ...] | None = None
     truncation: str = "z"
+    truncation_range: tuple[float, float] = (0.0, 2.0)
+
+    def __post_init__(self) -> None:
+        low, high = self.truncation_range
+        if not 0 <= low < high:  # a registration mistake: fail at import, not on a request
+            raise ValueError(f"{self.name}: truncation_range needs 0 <= low < high")
 
     def check_objective(self, objective: str) -> None:
         """A UserError when this model's D cannot be trained with `objective`."""

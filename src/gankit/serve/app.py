@@ -5,6 +5,10 @@ with the same safe loader as everywhere else; images are generated on demand on 
 kept in a small LRU cache. Every request parameter is validated (seed range, grid size, class
 range, truncation range, code values) and a bad request gets a 4xx with a one-line JSON
 message; no parameter ever names a file.
+
+A page on another site must not be able to drive the server: one middleware refuses any Host
+header the server was not told to answer to (a DNS-rebinding page sends its own name) and
+gives every response headers that keep the page from being framed, sniffed or injected into.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import base64
 import io
 import json
 import math
+import re
+import socket
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,9 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import viz
 from ..checkpoint import run_folder
@@ -36,6 +45,23 @@ MAX_SEED = 2**31 - 1
 MAX_GRID = 64  # images in one grid
 MAX_WALK = 32  # frames in one walk
 CACHE_ITEMS = 256
+
+# The names a page on this machine reaches a loopback server by. Any other Host header on a
+# loopback server is a page from elsewhere whose DNS name was rebound to 127.0.0.1.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+ANY_HOST = "*"
+# Only the page's own files may run or style it (no inline code: nothing injected can run);
+# images also come as data: URLs (walk frames) and blob: URLs (grids, the PNG download).
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": CSP,
+    "Referrer-Policy": "no-referrer",
+}
+_NAME = re.compile(r"\[[0-9a-f:.]+\]|[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?")
 
 
 class BadRequest(Exception):
@@ -105,6 +131,8 @@ class Explorer:
             "num_classes": self.run.num_classes,
             "class_names": self.run.class_names,
             "truncation": spec.truncation,  # None, "z" (resampling) or "w" (psi, StyleGAN)
+            # (low, high]: the page's slider spans it, the server refuses values outside it
+            "truncation_range": list(spec.truncation_range) if spec.truncation else None,
             "codes": codes,
             "style_mixing": hasattr(self.run.G, "synthesis"),
             "used_ema": self.run.used_ema,
@@ -144,14 +172,14 @@ class Explorer:
         return torch.full((n,), cls, dtype=torch.long)
 
     def _truncation(self, trunc: float | None) -> float | None:
-        kind = self.run.model.spec.truncation
+        spec = self.run.model.spec
         if trunc is None:
             return None
-        if kind is None:
+        if spec.truncation is None:
             raise BadRequest(f"{self.run.model.name} has no truncation: drop trunc")
-        high = 1.0 if kind == "w" else 4.0
-        if not (0 < trunc <= high):
-            raise BadRequest(f"trunc must be in (0, {high:g}] for {self.run.model.name}")
+        low, high = spec.truncation_range  # the registry's range: also what the slider offers
+        if not (low < trunc <= high):
+            raise BadRequest(f"trunc must be in ({low:g}, {high:g}] for {self.run.model.name}")
         return trunc
 
     def _z(self, seeds: list[int], trunc: float | None, codes: dict[str, float]) -> torch.Tensor:
@@ -267,14 +295,111 @@ def _seed_list(text: str, what: str) -> list[int]:
     return seeds
 
 
-def create_app(run_or_ckpt: str | Path, device: str = "cpu") -> FastAPI:
+def host_name(header: str) -> str | None:
+    """The name in a Host header (or an --allowed-hosts entry), lower-cased, without its port;
+    IPv6 addresses in brackets. None when it is not a well-formed host name."""
+    text = header.strip().lower()
+    if text.count(":") >= 2 and not text.startswith("["):
+        text = f"[{text}]"  # a bare IPv6 address (only --allowed-hosts entries come so)
+    if text.startswith("["):
+        name, sep, rest = text.partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None
+        name, port = name + "]", rest[1:] if rest else "0"
+    else:
+        name, sep, port = text.partition(":")
+        port = port if sep else "0"
+    if not port.isdigit() or not _NAME.fullmatch(name):
+        return None
+    return name
+
+
+def served_hosts(bind: str, allowed: str | None = None) -> tuple[str, ...]:
+    """The Host names a server bound to `bind` answers to: this machine's own names, the bound
+    address itself (unless a wildcard), and the comma-separated `allowed` ("*": any name).
+
+    Raises:
+        UserError: an entry of `allowed` that is not a host name, or `allowed` on loopback.
+    """
+    names = list(LOOPBACK_NAMES)
+    if allowed and check_loopback(bind):
+        raise UserError(
+            f"--allowed-hosts is for a --host other than loopback: on {bind} the page answers "
+            f"to {', '.join(LOOPBACK_NAMES)} only"
+        )
+    if not check_loopback(bind) and bind not in ("", "0.0.0.0", "::"):
+        names.append(host_name(bind) or bind)
+    for entry in (allowed or "").split(","):
+        if not entry.strip():
+            continue
+        name = ANY_HOST if entry.strip() == ANY_HOST else host_name(entry)
+        if name is None:
+            raise UserError(f"--allowed-hosts: {entry.strip()!r} is not a host name")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+class HostAndHeaders:
+    """ASGI middleware: a 400 for a Host the server does not answer to (the DNS-rebinding
+    defence: a browser always sends the name of the site whose page made the request), and the
+    security headers on every other response, whichever route or error handler made it."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] = LOOPBACK_NAMES) -> None:
+        self.app = app
+        self.allowed = frozenset(allowed_hosts)
+        self.any_host = ANY_HOST in self.allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan; the app has no websocket route to reach
+            await self.app(scope, receive, send)
+            return
+        host = Headers(scope=scope).get("host", "")
+        if not self.any_host and host_name(host) not in self.allowed:
+            refused = JSONResponse(
+                {
+                    "error": f"this server answers to the host names "
+                    f"{', '.join(sorted(self.allowed))} only, not {host[:80]!r} (with a --host "
+                    "other than loopback, --allowed-hosts adds names)"
+                },
+                status_code=400,
+                headers=SECURITY_HEADERS,
+            )
+            await refused(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in SECURITY_HEADERS.items():
+                    headers[key] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(
+    run_or_ckpt: str | Path,
+    device: str = "cpu",
+    allowed_hosts: Iterable[str] = LOOPBACK_NAMES,  # Host names served ("*": any); see served_hosts
+) -> FastAPI:
     """The web app for one run folder or checkpoint (loaded now, once)."""
     run = load(run_or_ckpt, device=device)
     ex = Explorer(run, run_folder(run_or_ckpt))
     app = FastAPI(title="gankit", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.explorer = ex
+    app.add_middleware(HostAndHeaders, allowed_hosts=tuple(allowed_hosts))
     png = "image/png"
     seed_q = Query(0, ge=0, le=MAX_SEED, description="first seed of the grid")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the router's own 404 and 405, in the documented {"error": ...} shape
+        return JSONResponse(
+            {"error": f"{exc.detail} ({request.method} {request.url.path[:200]})"},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
@@ -294,7 +419,12 @@ def create_app(run_or_ckpt: str | Path, device: str = "cpu") -> FastAPI:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:  # no traceback out
-        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
+        # Starlette answers this one outside every middleware: the headers are added here
+        return JSONResponse(
+            {"error": f"internal error ({type(exc).__name__})"},
+            status_code=500,
+            headers=SECURITY_HEADERS,
+        )
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
@@ -303,6 +433,10 @@ def create_app(run_or_ckpt: str | Path, device: str = "cpu") -> FastAPI:
     @app.get("/app.js")
     def script() -> Response:
         return Response((STATIC / "app.js").read_text(), media_type="text/javascript")
+
+    @app.get("/style.css")
+    def style() -> Response:
+        return Response((STATIC / "style.css").read_text(), media_type="text/css")
 
     @app.get("/api/info")
     def info() -> dict[str, Any]:
@@ -365,3 +499,21 @@ def create_app(run_or_ckpt: str | Path, device: str = "cpu") -> FastAPI:
 def check_loopback(host: str) -> bool:
     """Whether `host` only accepts connections from this machine."""
     return host in ("127.0.0.1", "localhost", "::1")
+
+
+def serve(app: FastAPI, host: str, port: int, on_listening: Callable[[int], None]) -> None:
+    """Run `app` with uvicorn until Ctrl-C or SIGTERM (a graceful shutdown, then the signal).
+
+    `on_listening(port)` is called once the socket accepts connections, with the port the
+    system picked when `port` is 0: what a caller waits for before it sends a request.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            bound = [s for srv in getattr(self, "servers", ()) for s in srv.sockets or ()]
+            if not self.should_exit:
+                on_listening(bound[0].getsockname()[1] if bound else port)
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()

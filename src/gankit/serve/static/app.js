@@ -138,9 +138,13 @@ function buildControls() {
     }
   }
   if (info.truncation) {
+    // the slider spans the model's own range (its registry entry, as the server checks it)
+    const high = info.truncation_range[1], t = $("trunc");
     $("trunc-row").classList.remove("hidden");
-    if (info.truncation === "w") { $("trunc").min = "0.05"; $("trunc").max = "1"; $("trunc").value = "0.7"; }
-    $("trunc-value").textContent = $("trunc").value;
+    t.min = String(high / 20);
+    t.max = String(high);
+    t.value = String(Math.min(high, info.truncation === "w" ? 0.7 : 1));
+    $("trunc-value").textContent = t.value;
   }
   if (info.codes) {
     const box = $("codes");
