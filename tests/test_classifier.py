@@ -7,14 +7,24 @@ shared; the other tests use untrained networks or tiny runs on a few images.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save as st_save
 from safetensors.torch import save_file
 
+from gankit.checkpoint import tensors_sha256
 from gankit.cli import main
 from gankit.data import load_dataset
 from gankit.data.transforms import resize_square
@@ -27,6 +37,7 @@ from gankit.metrics.classifier import (
     default_classifier_path,
     find_classifier,
     load_classifier,
+    read_classifier_meta,
     save_classifier,
     train_classifier,
 )
@@ -283,3 +294,154 @@ def test_cli_help_lists_evaluator() -> None:
     with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
         main(["--help"])
     assert "evaluator" in buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- untrusted records
+
+FIXTURE = Path(__file__).parent / "fixtures" / "v1" / "classifier-digits.safetensors"  # format 1
+
+
+def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["gankit"])
+        return meta, {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
+
+
+def _sha256_v2(tensors: dict[str, torch.Tensor], doc: dict[str, Any]) -> str:
+    """Format 2's checksum (as in test_checkpoint): the tensors, then the record without its
+    checksum as compact JSON with sorted keys."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].contiguous().reshape(-1)
+        h.update(key.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(b"\x00gankit-document\x00")
+    rest = {k: v for k, v in doc.items() if k != "sha256"}
+    h.update(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
+    return h.hexdigest()
+
+
+def _forge(
+    dst: Path,
+    meta_edit: Callable[[dict[str, Any]], object] | None = None,
+    tensors_edit: Callable[[dict[str, torch.Tensor]], object] | None = None,
+    version: int = 2,
+) -> Path:
+    """The fixture classifier, edited, with a valid checksum of format `version`."""
+    meta, tensors = _read_raw(FIXTURE)
+    meta["format_version"] = version
+    if meta_edit is not None:
+        meta_edit(meta)
+    if tensors_edit is not None:
+        tensors_edit(tensors)
+    meta["sha256"] = _sha256_v2(tensors, meta) if version == 2 else tensors_sha256(tensors)
+    dst.write_bytes(st_save(tensors, metadata={"gankit": json.dumps(meta)}))
+    return dst
+
+
+def _cfg(**changes: Any) -> Callable[[dict[str, Any]], object]:
+    return lambda m: m["config"].update(changes)
+
+
+def _reshape(key: str) -> Callable[[dict[str, torch.Tensor]], object]:
+    return lambda t: t.update({key: torch.zeros(t[key].shape[0] + 1, *t[key].shape[1:])})
+
+
+def _drop(key: str) -> Callable[[dict[str, torch.Tensor]], object]:
+    return lambda t: t.pop(key)
+
+
+# id -> (record edit, tensors edit, what the error says)
+FORGED: dict[str, tuple[Any, Any, str]] = {
+    "widths of a million": (_cfg(widths=[1_000_000, 64]), None, "has shape"),
+    "features of a billion": (_cfg(features=10**9), None, "has shape"),
+    "three widths": (_cfg(widths=[32, 64, 64]), None, "two integers"),
+    "unknown config key": (_cfg(bogus=1), None, "unknown classifier config keys"),
+    "config value of a wrong type": (_cfg(features="128"), None, "must be an integer"),
+    "wrong tensor shape": (None, _reshape("fc.weight"), "fc.weight has shape"),
+    "missing tensor": (None, _drop("head.weight"), "head.weight is missing"),
+    "class names not strings": (lambda m: m.update(class_names=5), None, "class_names"),
+}
+
+
+def test_the_v1_fixture_is_read_as_format_1() -> None:
+    meta, tensors = read_classifier_meta(FIXTURE)
+    assert meta["format_version"] == 1 and "conv.0.weight" in tensors
+    assert load_classifier(FIXTURE).num_classes == 10
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("case", list(FORGED))
+def test_forged_records_with_a_valid_checksum_are_refused(
+    tmp_path: Path, case: str, version: int
+) -> None:
+    """Checked on the meta device against the weights before the network is built: one line
+    naming the file, at once (a million-wide conv would take GBs)."""
+    meta_edit, tensors_edit, says = FORGED[case]
+    bad = _forge(tmp_path / "forged.safetensors", meta_edit, tensors_edit, version)
+    started = time.perf_counter()
+    with pytest.raises(UserError, match=says) as err:
+        read_classifier_meta(bad)  # first: before the fix, load_classifier would allocate
+    assert time.perf_counter() - started < 5
+    assert str(err.value).startswith(str(bad)) and "\n" not in str(err.value)
+    with pytest.raises(UserError, match=says):
+        load_classifier(bad)
+    with pytest.raises(UserError, match=says):
+        find_classifier("digits", bad)
+
+
+def test_an_unedited_forgery_loads(tmp_path: Path) -> None:
+    """The control for the forgeries: the same file, re-sealed without an edit, is fine."""
+    for version in (1, 2):
+        ex = load_classifier(_forge(tmp_path / f"same{version}.safetensors", version=version))
+        assert ex.num_classes == 10
+
+
+def test_record_damage_is_caught_by_the_format_2_checksum(tmp_path: Path) -> None:
+    """A changed digit in the record of a format-2 file (still valid JSON, old checksum)."""
+    good = save_classifier(tmp_path / "c.safetensors", _random_net(), {"accuracy": 0.5})
+    assert _read_raw(good)[0]["format_version"] == 2
+    load_classifier(good)
+    data = bytearray(good.read_bytes())
+    at = data.index(b'accuracy\\": 0.5') + len(b'accuracy\\": 0.')
+    data[at] = ord("9")
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(bytes(data))
+    assert _read_raw(damaged)[0]["accuracy"] == 0.9  # the JSON still parses
+    with pytest.raises(UserError, match="fails its checksum"):
+        load_classifier(damaged)
+
+
+_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))  # a safety net only
+from gankit.cli import main
+rc = main(sys.argv[2:])
+# VmHWM is this process's own peak; ru_maxrss would count the forked copy of pytest
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss = 1024 * (int(hwm[0].split()[1]) if hwm else peak)
+open(sys.argv[1], "w").write(str(rss))
+sys.exit(rc)
+"""
+
+
+def test_the_cli_refuses_a_forged_classifier_in_one_line_without_allocating(
+    tmp_path: Path,
+) -> None:
+    """`gankit evaluator show` on the issue's case (format 1, weights untouched, widths of a
+    million): exit code 2, one line, no traceback, the process well under 1 GiB."""
+    bad = _forge(tmp_path / "forged.safetensors", _cfg(widths=[1_000_000, 64]), version=1)
+    rss = tmp_path / "rss"
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(rss), "evaluator", "show", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and str(bad) in lines[0] and "has shape" in lines[0]
+    assert int(rss.read_text()) < 2**30

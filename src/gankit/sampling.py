@@ -89,11 +89,9 @@ def load(
         ema: use G_ema when the checkpoint has it (the default), else G.
     """
     ck = load_checkpoint(run_or_ckpt)
-    name = ck.meta.get("model")
-    try:
-        model = create_model(name, **ck.meta["run_config"]["model_config"])
-    except (KeyError, TypeError):
-        raise UserError(f"{ck.path} lacks a model config; it cannot be sampled") from None
+    rc = ck.run_config  # checked against the file's tensors and the size limit by the loader
+    name = rc.model
+    model = create_model(name, **rc.model_config)
     use_ema = ema and ck.has("G_ema")
     prefix = "G_ema" if use_ema else "G"
     try:

@@ -247,12 +247,12 @@ def random_discriminator(run: Any, seed: int | None = None) -> tuple[nn.Module, 
     """
     from ..models import create_model
 
-    rc = run.checkpoint.meta["run_config"]
     if seed is None:
-        seed = int(rc["train"].get("seed", 0)) + 1
+        seed = run.checkpoint.run_config.train.seed + 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        D = create_model(run.model.name, **rc["model_config"]).D
+        # the config the loader checked and the run was built from, never the raw metadata
+        D = create_model(run.model.name, **run.model.config_dict()).D
     return D.to(run.device).eval(), seed
 
 

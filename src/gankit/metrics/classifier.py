@@ -7,7 +7,10 @@ classifier Inception Score, conditional accuracy and Stacked-MNIST mode counts.
 
 A trained classifier is one `.safetensors` file whose header holds a JSON document (key
 `gankit`): format version, network config, data spec, class names, held-out accuracy and a
-SHA-256 of the weights, verified on load. Nothing is ever pickled. By default it lives in
+SHA-256 of the weights and the record (format 2; format 1 covered the weights only and still
+loads), verified on load. The record's config is also checked against the weights' names and
+shapes on the meta device before the network is built: a checksum stops accidents, not
+authors. Nothing is ever pickled. By default it lives in
 `$GANKIT_CACHE/evaluators/mnistcnn-{data}.safetensors` (GANKIT_CACHE defaults to
 ~/.cache/gankit), where `find_classifier` looks for it.
 """
@@ -15,7 +18,6 @@ SHA-256 of the weights, verified on load. Nothing is ever pickled. By default it
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -26,10 +28,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save as st_save
 from torch import nn
 
-from ..checkpoint import atomic_write_bytes, read_verified, tensors_sha256
+from ..checkpoint import atomic_write_bytes, read_verified, seal
 from ..data import ImageDataset, load_dataset
 from ..data.mixtures import MIXTURES
 from ..data.stacked import STACKED_SOURCES
@@ -39,7 +40,7 @@ from ..errors import UserError
 from .features import FeatureExtractor, Features, weights_checksum
 
 FORMAT = "gankit-evaluator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the checksum covers the record too; 1 (still read): the weights only
 NAME = "mnistcnn"
 RESOLUTION = 28
 # What `__call__` does to images of another size (the same resize the data loaders use).
@@ -79,13 +80,33 @@ class ClassifierConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ClassifierConfig:
+        """Strictly: unknown keys, wrong types and sizes < 1 are a ValueError (a file's
+        record is read with this, and it decides what is allocated)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"the classifier config is a {type(d).__name__}, not an object")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown classifier config keys: {sorted(unknown)}")
         d = dict(d)
+
+        def size(key: str, value: Any) -> int:
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 2**63:
+                raise ValueError(f"classifier {key} must be an integer >= 1 (got {value!r:.40})")
+            return value
+
+        for key in ("num_classes", "features"):
+            if key in d:
+                size(key, d[key])
         if "widths" in d:
-            d["widths"] = tuple(int(w) for w in d["widths"])
+            w = d["widths"]
+            if not isinstance(w, (list, tuple)) or len(w) != 2:
+                raise ValueError(f"classifier widths must be two integers (got {w!r:.40})")
+            d["widths"] = tuple(size("widths", x) for x in w)
+        if "dropout" in d:
+            p = d["dropout"]
+            if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
+                raise ValueError(f"classifier dropout must be in [0, 1) (got {p!r:.40})")
         return cls(**d)
 
 
@@ -180,15 +201,16 @@ def save_classifier(path: str | os.PathLike, net: DigitCNN, meta: dict[str, Any]
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": NAME}
     doc.update(meta)
-    doc.update(config=net.cfg.to_json(), sha256=tensors_sha256(tensors))
-    atomic_write_bytes(path, st_save(tensors, metadata={"gankit": json.dumps(doc)}))
+    doc.update(config=net.cfg.to_json())
+    atomic_write_bytes(path, seal(tensors, doc, FORMAT_VERSION))
     return Path(path)
 
 
 def read_classifier_meta(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read and verify a classifier file: (record, tensors); a UserError naming the file if it
-    is missing, unreadable, not a gankit classifier, too new or damaged."""
-    return read_verified(
+    is missing, unreadable, not a gankit classifier, too new, damaged, or if its record does not
+    describe its weights (checked on the meta device, before anything is allocated)."""
+    meta, tensors = read_verified(
         path,
         fmt=FORMAT,
         version=FORMAT_VERSION,
@@ -196,6 +218,48 @@ def read_classifier_meta(path: str | os.PathLike) -> tuple[dict[str, Any], dict[
         missing_hint="",
         damaged_hint="train it again with `gankit evaluator train`",
     )
+    try:
+        _check_record(meta, tensors)
+    except (ValueError, UserError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise UserError(
+            f"{path} does not hold a network this gankit can build ({detail})"
+        ) from None
+    return meta, tensors
+
+
+def _check_record(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """The record's config against the weights (names and shapes of a meta-device build), and
+    the record fields the extractor reads."""
+    if "config" not in meta:
+        raise ValueError("no network config in its record")
+    cfg = ClassifierConfig.from_json(meta["config"])
+    try:
+        with torch.device("meta"):  # shapes only: a forged width allocates nothing here
+            expected = DigitCNN(cfg).state_dict()
+    except (RuntimeError, OverflowError) as exc:  # sizes beyond what torch can even count
+        raise ValueError(f"its config cannot be built: {str(exc).splitlines()[0][:80]}") from None
+    for key, t in expected.items():
+        if key not in tensors:
+            raise ValueError(f"tensor {key} is missing (its config has it)")
+        if tuple(tensors[key].shape) != tuple(t.shape):
+            raise ValueError(
+                f"tensor {key} has shape {list(tensors[key].shape)}, its config gives "
+                f"{list(t.shape)}"
+            )
+    for key in tensors:
+        if key not in expected:
+            raise ValueError(f"unexpected tensor {key} (not in its config's network)")
+    names = meta.get("class_names")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+    ):
+        raise ValueError("class_names must be a list of strings")
+    acc = meta.get("accuracy")
+    if acc is not None and (not isinstance(acc, (int, float)) or isinstance(acc, bool)):
+        raise ValueError(f"accuracy must be a number (got {acc!r:.40})")
+    if not isinstance(meta.get("data", ""), str):
+        raise ValueError("its data spec must be a string")
 
 
 def load_classifier(

@@ -8,11 +8,15 @@ in `gankit.objectives`; training in `gankit.training`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import torch
 from torch import nn
+from torch.nn.modules import module as _module
 
 from ..config import apply_overrides, to_dict
 from ..errors import UserError
@@ -134,6 +138,116 @@ def list_models() -> list[str]:
     return MODELS.names()
 
 
+# At most this many parameters and sub-modules in one meta build (`meta_model`): a config
+# field that counts layers (StyleGAN's mapping_layers=10**7) costs memory and minutes in Python
+# objects even on the meta device. The largest built-in model at its defaults has about 300.
+MAX_MODULES = 20_000
+
+
+class _TooManyModules(Exception):
+    """Raised inside a meta build once it has registered more than its limit."""
+
+
+@contextlib.contextmanager
+def _at_most_modules(limit: int) -> Iterator[None]:
+    """Stop a build in this thread once it registers more than `limit` parameters and modules.
+
+    Global hooks, filtered by thread, so that another thread building its own model (the web
+    page) is neither counted nor stopped.
+    """
+    me, count = threading.get_ident(), 0
+
+    def hook(*_: Any) -> None:
+        nonlocal count
+        if threading.get_ident() == me:
+            count += 1
+            if count > limit:
+                raise _TooManyModules
+
+    handles = [
+        _module.register_module_parameter_registration_hook(hook),
+        _module.register_module_module_registration_hook(hook),
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def meta_model(name: str, config: Mapping[str, Any], *, max_modules: int = MAX_MODULES) -> Model:
+    """Model `name` built on the meta device: every shape, no memory for any weight.
+
+    What a config asks for is checked here before anything real is built from it (training a
+    new run, loading a checkpoint's metadata).
+
+    Args:
+        name: registry name.
+        config: model config fields (strictly parsed, as `create_model` does).
+        max_modules: refuse builds registering more parameters and sub-modules than this.
+    Raises:
+        UserError: an unknown name, a bad config, or a build over `max_modules`; other
+            exceptions of the networks' constructors pass through.
+    """
+    try:
+        with torch.device("meta"), _at_most_modules(max_modules):
+            return create_model(name, **config)
+    except _TooManyModules:
+        raise UserError(
+            f"{name} with this config has more than {max_modules:,} layers and weights; "
+            "lower the layer counts (e.g. mapping_layers)"
+        ) from None
+
+
+def count_parameters(model: Model) -> int:
+    """Parameters of G and D together."""
+    return sum(p.numel() for net in (model.G, model.D) for p in net.parameters())
+
+
+def check_size(
+    name: str,
+    config: Mapping[str, Any],
+    *,
+    strict: bool = False,
+    max_modules: int = MAX_MODULES,
+    advice: str = "lower ngf/ndf (or hidden)",
+) -> Model | None:
+    """Refuse networks whose training state cannot fit in memory (`--set ngf=100000`),
+    counted on the meta device so that nothing is allocated. `train` and the checkpoint
+    loader share this one limit.
+
+    Args:
+        name: registry name.
+        config: model config fields.
+        strict: a config that cannot be built on the meta device is a UserError (a loaded
+            file must be checkable); otherwise None is returned and the real build decides.
+        max_modules: see `meta_model`.
+        advice: what to do about a model that is too big (the end of the message).
+    Returns:
+        The model built on the meta device (None when not strict and it could not be built).
+    """
+    from ..data.common import memory_budget
+
+    try:
+        m = meta_model(name, config, max_modules=max_modules)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (a constructor's own failure, reported in one line)
+        if not strict:
+            return None
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise UserError(f"{name} cannot be built with this config ({first})") from None
+    n = count_parameters(m)
+    need = 4 * 5 * n  # fp32 weights, gradients, two Adam moments and G's EMA, roughly
+    if need > memory_budget():
+        raise UserError(
+            f"{name} with these widths has {n / 1e6:,.0f}M parameters, about "
+            f"{need / 2**30:,.0f} GiB to train, more than this machine can hold "
+            f"({memory_budget() / 2**30:.0f} GiB budget); {advice}"
+        )
+    return m
+
+
 def check_resolution_pow2(name: str, resolution: int, minimum: int = 8) -> int:
     """Number of stride-2 stages for a power-of-two `resolution`; a UserError otherwise."""
     if resolution < minimum or resolution & (resolution - 1):
@@ -161,9 +275,12 @@ __all__ = [
     "MODELS",
     "Model",
     "ModelSpec",
+    "check_size",
+    "count_parameters",
     "create_model",
     "list_models",
     "make_config",
+    "meta_model",
     "register_model",
     "UserError",
 ]

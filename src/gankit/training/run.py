@@ -18,13 +18,19 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import Checkpoint, atomic_write_json, list_checkpoints, load_checkpoint
+from ..checkpoint import (
+    Checkpoint,
+    atomic_write_json,
+    check_run_config,
+    list_checkpoints,
+    load_checkpoint,
+)
 from ..config import RESUMABLE_KEYS, RunConfig, TrainConfig, apply_overrides, to_dict
 from ..data import load_dataset
 from ..data.base import ImageDataset
 from ..distributed import broadcast_object, current_world
 from ..errors import UserError
-from ..models import MODELS, create_model, make_config
+from ..models import MODELS, check_size, create_model, make_config
 from ..objectives import create_objective
 from ..regularisers import create_regularisers
 from .trainer import Trainer, TrainResult, check_batch_size, resolve_device, total_images
@@ -212,7 +218,7 @@ def prepare_training(
                 f"pass --set num_classes={top + 1} or drop that class"
             )
     cfg = make_config(model, mo)
-    _check_size(model, to_dict(cfg))  # before the real networks are allocated
+    check_size(model, to_dict(cfg))  # before the real networks are allocated
     create_model(model, **to_dict(cfg))  # invalid shapes fail before a folder is made
     _check_runnable(tcfg, ds)
     return RunConfig(model=model, model_config=to_dict(cfg), train=tcfg), ds
@@ -235,26 +241,6 @@ def _check_shape_early(model: str, mo: Mapping[str, Any], res: int) -> None:
         except UserError:
             return  # the probe itself is at fault: leave it to the full check
         raise
-
-
-def _check_size(model: str, config: Mapping[str, Any]) -> None:
-    """Refuse networks whose training state cannot fit in memory (`--set ngf=100000`),
-    counted on the meta device so that nothing is allocated."""
-    from ..data.common import memory_budget
-
-    try:
-        with torch.device("meta"):
-            m = create_model(model, **config)
-        n = sum(p.numel() for net in (m.G, m.D) for p in net.parameters())
-    except Exception:  # noqa: BLE001 (a model that cannot be built on meta: the real build decides)
-        return
-    need = 4 * 5 * n  # fp32 weights, gradients, two Adam moments and G's EMA, roughly
-    if need > memory_budget():
-        raise UserError(
-            f"{model} with these widths has {n / 1e6:,.0f}M parameters, about "
-            f"{need / 2**30:,.0f} GiB to train, more than this machine can hold "
-            f"({memory_budget() / 2**30:.0f} GiB budget); lower ngf/ndf (or hidden)"
-        )
 
 
 def _check_runnable(cfg: TrainConfig, ds: ImageDataset) -> None:
@@ -441,7 +427,9 @@ def _resume(
     ck: Checkpoint | None = None
     unstarted = _unstarted_run(Path(resume))
     if unstarted is not None:  # killed before its first checkpoint: start it again
-        rc, run_dir = unstarted, Path(resume)
+        # config.json is as untrusted as a checkpoint: the same checks before anything is built
+        rc, _ = check_run_config(unstarted.to_json(), where=Path(resume) / "config.json")
+        run_dir = Path(resume)
     else:
         ck = load_checkpoint(resume)
         rc = ck.run_config

@@ -470,16 +470,22 @@ class Trainer:
                     f"{ck.path} does not fit {self.run_config.model}'s networks: "
                     f"{str(exc).splitlines()[0]}"
                 ) from None
-        unpack_optimizer("optim.G", self.opt_G, ck.tensors, ck.meta["optim"]["G"])
-        unpack_optimizer("optim.D", self.opt_D, ck.tensors, ck.meta["optim"]["D"])
-        self.objective.load_state_dict(ck.meta.get("objective_state", {}))
-        self.step = int(ck.meta["step"])
-        self.batch_index = int(ck.meta["batch_index"])
-        self.best = ck.meta.get("best")
-        self.lr_scale = float(ck.meta.get("lr_scale", 1.0))
-        self.rollbacks = int(ck.meta.get("rollbacks", 0))
-        self.watch.peak = float(ck.meta.get("peak_diversity", 0.0))
-        unpack_rng(ck.tensors)
+        # The loader has checked all of this against the networks; what still does not fit
+        # (another optimiser layout than this trainer's) is the file's fault, said in one line.
+        try:
+            unpack_optimizer("optim.G", self.opt_G, ck.tensors, ck.meta["optim"]["G"])
+            unpack_optimizer("optim.D", self.opt_D, ck.tensors, ck.meta["optim"]["D"])
+            self.objective.load_state_dict(ck.meta.get("objective_state", {}))
+            self.step = int(ck.meta["step"])
+            self.batch_index = int(ck.meta["batch_index"])
+            self.best = ck.meta.get("best")
+            self.lr_scale = float(ck.meta.get("lr_scale", 1.0))
+            self.rollbacks = int(ck.meta.get("rollbacks", 0))
+            self.watch.peak = float(ck.meta.get("peak_diversity", 0.0))
+            unpack_rng(ck.tensors)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            detail = " ".join(str(exc).split())[:120]
+            raise UserError(f"{ck.path} cannot be resumed: {detail}") from None
 
     # ------------------------------------------------------------------ one step
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
