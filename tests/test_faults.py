@@ -17,7 +17,6 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,24 +25,31 @@ import torch
 from gankit.checkpoint import list_checkpoints, load_checkpoint, read_checkpoint
 from gankit.cli import main
 
-from .killing import kill_at_a_moment
+from .killing import CHECKPOINT, CUT, STAGES, Kill, held, hold_env, kill_once, wait_until
 
-KIMG = "6.4"  # 400 steps of 16 images: more than 20 kill-and-resume cycles get through
+# 400 steps of 16 images. An attempt goes at most 20 checkpoints further (its hold stops it),
+# so 20 kills use at most 10 x (12 + 8) + 10 x 4 = 240 of them: the run cannot end before the
+# last kill, however fast or slow the machine.
+KIMG = "6.4"
 RUN = [
     *("--data", "digits", "--resolution", "16", "--batch-size", "16", "--no-progress"),
     *("--set", "ngf=8", "--set", "ndf=8", "--set", "seed=5", "--set", "log_every=5"),
     *("--set", "ckpt_every_kimg=0.016", "--set", "sample_every_kimg=0.8"),
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+# Only a safety net against a hang: no command here takes a tenth of it on a loaded machine.
+HANG_S = 600
 
 
-def _start(*args: str | Path, limit_bytes: int | None = None) -> subprocess.Popen:
+def _start(
+    *args: str | Path, limit_bytes: int | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     def limit() -> None:  # a real EFBIG for any file above limit_bytes (Python ignores SIGXFSZ)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
     return subprocess.Popen(
         [sys.executable, "-m", "gankit", "train", *map(str, args)],
-        env=ENV,
+        env=env or ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -53,8 +59,16 @@ def _start(*args: str | Path, limit_bytes: int | None = None) -> subprocess.Pope
 
 def _run(*args: str | Path, **kw) -> tuple[int, str]:
     proc = _start(*args, **kw)
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=HANG_S)
     return proc.returncode, out + err
+
+
+def _until_held(proc: subprocess.Popen, hold: Path) -> dict:
+    """Wait for the hold's announcement; fail with the output if the process ended first."""
+    if not wait_until(proc, lambda: held(hold) is not None):
+        out, err = proc.communicate(timeout=HANG_S)
+        pytest.fail(f"exit code {proc.returncode} before the hold:\n{out}{err}")
+    return held(hold)  # type: ignore[return-value]
 
 
 def _new(run: Path) -> tuple[str | Path, ...]:
@@ -99,26 +113,39 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_kill_9_twenty_times_loses_nothing(reference: Path, tmp_path: Path) -> None:
-    """SIGKILL at random moments, half of them while a checkpoint is being written; each
-    time --resume goes on from the newest complete checkpoint, and the end is the same."""
+    """SIGKILL at moments the run announces: half of them in the middle of a checkpoint write
+    (the process held at one of its stages), the others at start-up or after a chosen step;
+    each time --resume goes on from the newest complete checkpoint, and the end is the same."""
     run = tmp_path / "run"
     rng = random.Random(7)
-    kills, mid_write, progress = 0, 0, [0]
-    while kills < 20:
-        stale = {p.name for p in _temp_files(run)} if run.exists() else set()
-        proc = _start(*(_new(run) if not run.exists() else _resume(run)))
-        # Odd kills: during a checkpoint write; even ones: at a random time.
-        killed = kill_at_a_moment(proc, run, rng, aim_at_write=kills % 2 == 1)
-        assert killed, f"the run ended before kill {kills + 1}; raise KIMG"
-        assert proc.returncode == -signal.SIGKILL
-        kills += 1
-        if {p.name for p in _temp_files(run) if p.parent.name == "checkpoints"} - stale:
-            mid_write += 1  # the kill cut a checkpoint write: its temp file is left behind
+    kills: list[Kill] = []
+    progress = [0]
+    while len(kills) < 20:
+        aim = len(kills) % 2 == 1  # odd kills: in the middle of a checkpoint write
+        kill = kill_once(
+            _new(run), _resume(run), run, tmp_path / f"attempt{len(kills)}", rng,
+            aim_at_write=aim, total_nimg=int(float(KIMG) * 1000), ckpt_nimg=16, env=ENV,
+            stage=STAGES[len(kills) // 2 % len(STAGES)] if aim else None,  # each stage in turn
+        )  # fmt: skip
+        kills.append(kill)
+        what = f"kill {len(kills)} ({kill.kind}, hold at {kill.hold}): {kill.output}"
+        if kill.kind == "in a write":  # it always lands at the hold, so exactly there
+            assert kill.held_at is not None, what
+            tmp = Path(kill.held_at["file"]).name
+            assert kill.cut == ([tmp] if kill.held_at["stage"] in CUT else []), what
         _assert_usable(run)
-        if list_checkpoints(run):
-            progress.append(load_checkpoint(run).nimg)
-            assert progress[-1] >= progress[-2], "a complete checkpoint was lost"
-    print(f"\nkill -9: {kills} kills, {mid_write} during a checkpoint write, progress {progress}")
+        progress.append(kill.newest)
+        assert progress[-1] >= progress[-2], f"a complete checkpoint was lost; {what}"
+    mid_write = sum(bool(k.cut) for k in kills)
+    at = sorted({k.held_at["stage"] for k in kills if k.held_at and k.kind == "in a write"})
+    print(
+        f"\nkill -9: {len(kills)} kills, {mid_write} during a checkpoint write, "
+        f"{sum(k.kind == 'start-up' for k in kills)} at start-up, "
+        f"{sum(k.held_at is None for k in kills)} free-running, progress {progress}"
+    )
+    # The plan follows from the seed alone, so these hold on any machine.
+    assert {k.kind for k in kills} == {"start-up", "in a write", "after a step"}
+    assert at == sorted(STAGES), f"the writes were held only at {at}"
     assert mid_write >= 3, f"only {mid_write} of the kills hit a checkpoint write"
     rc, out = _run(*_resume(run))
     assert rc == 0, out
@@ -132,19 +159,24 @@ def test_kill_9_twenty_times_loses_nothing(reference: Path, tmp_path: Path) -> N
 def test_a_signal_saves_the_step_and_exits_with_its_code(
     tmp_path: Path, sig: int, code: int
 ) -> None:
-    run = tmp_path / "run"
-    proc = _start(*_new(run))
-    while not list_checkpoints(run) and proc.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.3)
+    """The signal comes while step 1's checkpoint is being written (the process is held
+    there): the write completes, step 2 is the one the signal ends, and it is saved."""
+    run, hold = tmp_path / "run", tmp_path / "hold"
+    proc = _start(*_new(run), env=hold_env(ENV, hold, CHECKPOINT, 1, "written"))
+    _until_held(proc, hold)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == code, err
     name = "SIGINT" if sig == signal.SIGINT else "SIGTERM"
     assert f"stopped by {name}" in err and f"gankit train --resume {run}" in err
     ck = load_checkpoint(run)
     assert str(ck.path) in err  # the checkpoint of the step the signal ended
-    assert ck.nimg > 0 and ck.nimg % 16 == 0 and ck.meta["step"] == ck.nimg // 16
+    assert ck.nimg == 32 and ck.meta["step"] == 2
+    assert [p.name for p in list_checkpoints(run)] == [
+        "ckpt-000000016.safetensors",  # the write the signal came in is whole
+        "ckpt-000000032.safetensors",
+    ]
+    assert not _temp_files(run)
     events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "stopped" and events[-1]["nimg"] == ck.nimg
     rc, out = _run(*_resume(run), "--kimg", str((ck.nimg + 32) / 1000))
@@ -226,15 +258,17 @@ def test_a_read_only_output_folder_is_a_clear_error(tmp_path: Path, capsys) -> N
 
 def test_sigterm_to_gankit_train_nproc_2_stops_every_rank_with_a_checkpoint(tmp_path: Path) -> None:
     """The launcher passes SIGTERM to torchrun, the ranks agree to stop after the same step,
-    rank 0 saves; then one process resumes the run."""
-    run = tmp_path / "run"
-    proc = _start("dcgan", *RUN, "--kimg", KIMG, "--run-dir", run, "--nproc", "2")
-    while not list_checkpoints(run) and proc.poll() is None:
-        time.sleep(0.05)
+    rank 0 saves; then one process resumes the run. The signal comes while rank 0 writes
+    step 1's checkpoint (held there), so step 2 is the one both ranks stop after."""
+    run, hold = tmp_path / "run", tmp_path / "hold"
+    env = hold_env(ENV, hold, CHECKPOINT, 1, "written")  # the ranks inherit it
+    proc = _start("dcgan", *RUN, "--kimg", KIMG, "--run-dir", run, "--nproc", "2", env=env)
+    _until_held(proc, hold)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == 143, out + err
     ck = load_checkpoint(run)
+    assert ck.nimg == 32, out + err
     assert err.count("gankit: stopped by SIGTERM") == 1 and str(ck.path) in err  # rank 0 only
     assert json.loads((run / "events.jsonl").read_text().splitlines()[-1])["nimg"] == ck.nimg
     rc, log = _run(*_resume(run), "--kimg", str((ck.nimg + 32) / 1000))
@@ -246,6 +280,14 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie that nobody reaped has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _rank_pid(launcher: int, rank: int) -> int | None:
@@ -266,18 +308,20 @@ def _rank_pid(launcher: int, rank: int) -> int | None:
 def test_kill_9_of_one_ddp_rank_stops_the_run_and_it_resumes(tmp_path: Path, victim: int) -> None:
     """SIGKILL to one rank of `--nproc 2` (rank 0 writes the checkpoints, rank 1 does not):
     the other rank is stopped, the command exits with an error naming the last checkpoint,
-    every checkpoint on disk is whole, and one process resumes the run to its end."""
-    run = tmp_path / "run"
-    proc = _start("dcgan", *RUN, "--kimg", KIMG, "--run-dir", run, "--nproc", "2")
-    while len(list_checkpoints(run)) < 3 and proc.poll() is None:
-        time.sleep(0.02)
-    pid = _rank_pid(proc.pid, victim)
-    assert pid is not None, proc.communicate(timeout=60)
+    every checkpoint on disk is whole, and one process resumes the run to its end. The kill
+    comes once rank 0 has renamed its third checkpoint into place (held there)."""
+    run, hold = tmp_path / "run", tmp_path / "hold"
+    env = hold_env(ENV, hold, CHECKPOINT, 3, "renamed")
+    proc = _start("dcgan", *RUN, "--kimg", KIMG, "--run-dir", run, "--nproc", "2", env=env)
+    _until_held(proc, hold)
+    pid, other = _rank_pid(proc.pid, victim), _rank_pid(proc.pid, 1 - victim)
+    assert pid is not None and other is not None, proc.communicate(timeout=HANG_S)
     os.kill(pid, signal.SIGKILL)
-    t0 = time.monotonic()
-    out, err = proc.communicate(timeout=120)
+    # A rank left waiting on the dead one would wait out gloo's 30-minute timeout: far past
+    # HANG_S, so it fails here instead of ending the run.
+    out, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == 1, out + err
-    assert time.monotonic() - t0 < 60  # no rank is left waiting on the dead one
+    assert not _alive(other), "the other rank outlived the run"
     last = list_checkpoints(run)[-1]
     assert f"the last checkpoint is {last}; continue with: gankit train --resume {run}" in err
     _assert_usable(run)

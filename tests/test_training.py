@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -105,12 +106,38 @@ def test_old_checkpoints_are_pruned(tmp_path):
     ]
 
 
-def test_max_seconds_stops_with_a_checkpoint(tmp_path):
+class FakeClock:
+    """Stands in for a module's `time`: perf_counter reads `now`, which only the test moves,
+    so what a time limit or a timing does follows from events, not from the machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+def test_max_seconds_stops_with_a_checkpoint(tmp_path, monkeypatch):
+    from gankit.training import trainer as tm
+
     ds = synthetic_dataset(n=64)
-    res = Trainer(
+    tr = Trainer(
         _rc("dcgan", kimg=1000.0, max_seconds=0.5), tmp_path, ds, progress=False, tensorboard=False
-    ).train()
-    assert res.stopped_early and 0 < res.nimg < 1_000_000
+    )
+    clock, step = FakeClock(), tr.train_step
+
+    def timed_step():  # 0.2 s a step, and no time passes otherwise
+        logs = step()
+        clock.now += 0.2
+        return logs
+
+    monkeypatch.setattr(tr, "train_step", timed_step)
+    monkeypatch.setattr(tm, "time", clock)
+    res = tr.train()
+    assert res.stopped_early and res.nimg == 3 * 16  # the first step to end past 0.5 s
     assert load_checkpoint(tmp_path).nimg == res.nimg
 
 
@@ -264,8 +291,25 @@ def test_cpu_bf16_speedup_is_a_real_ratio_and_leaves_the_seeded_rng_alone():
     torch.manual_seed(123)
     state = torch.get_rng_state()
     ratio = cpu_bf16_speedup.__wrapped__()  # uncached: really measure
-    assert math.isfinite(ratio) and 0.05 < ratio < 20, ratio
+    # Its value is this machine's (and its load's): only that it is a ratio is checked here.
+    assert math.isfinite(ratio) and ratio > 0, ratio
     assert torch.equal(torch.get_rng_state(), state)  # training's seeded stream is untouched
+
+
+def test_cpu_bf16_speedup_is_fp32_time_over_bf16_time(monkeypatch):
+    """A clock that moves only inside the convolution, 3 s in fp32 and 2 s under bf16
+    autocast: the speed-up is 1.5, whatever the machine."""
+    from gankit.training import trainer as tm
+
+    clock, conv = FakeClock(), torch.nn.functional.conv2d
+
+    def timed_conv(*args, **kwargs):
+        clock.now += 2.0 if torch.is_autocast_enabled("cpu") else 3.0
+        return conv(*args, **kwargs)
+
+    monkeypatch.setattr(tm, "time", clock)
+    monkeypatch.setattr(torch.nn.functional, "conv2d", timed_conv)
+    assert tm.cpu_bf16_speedup.__wrapped__() == 1.5
 
 
 @pytest.mark.parametrize("speedup", [0.6, 1.1, 2.0])
