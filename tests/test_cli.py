@@ -362,9 +362,10 @@ def test_sample_from_a_checkpoint_file_and_with_truncation(
     }
     arrays = {}
     for name, args in outs.items():
-        rc, _, err = cli(capsys, "sample", *args, "--seeds", "0-3", "--out", tmp_path / "o.npz")
+        out = tmp_path / f"{name}.npz"
+        rc, _, err = cli(capsys, "sample", *args, "--seeds", "0-3", "--out", out)
         assert rc == 0, err
-        with np.load(tmp_path / "o.npz") as z:
+        with np.load(out) as z:
             arrays[name] = z["x"]
     assert np.array_equal(arrays["run"], arrays["file"])
     assert np.array_equal(arrays["trunc"], arrays["trunc2"])

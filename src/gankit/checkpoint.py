@@ -54,8 +54,12 @@ CKPT_RE = re.compile(r"^ckpt-(\d{9,})\.safetensors$")
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same folder, fsync and rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        exc.filename = str(path)  # name the file asked for, not our temp file
+        raise
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -65,9 +69,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            exc.filename = str(path)  # name the file asked for, not our temp file
         raise
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)

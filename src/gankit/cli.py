@@ -8,8 +8,10 @@ SIGTERM during training saves a checkpoint of the last complete step and exits 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import warnings
@@ -286,7 +288,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     info = sample_to_file(
         args.run,
-        args.out,
+        args.out or "samples.png",
         seeds=args.seeds,
         label=args.label,
         truncation=args.trunc,
@@ -706,7 +708,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     # A conditional D gets label 0 for every image: its true label would leak into the features.
     fixed = torch.zeros(n, dtype=torch.long) if run.model.spec.conditional else None
     feats = discriminator_features(D, images, fixed)
-    out = Path(args.out)
+    out = Path(args.out or "features.npz")
     if out.suffix != ".npz":
         raise UserError(f"--out must end in .npz (got {out.name})")
     buf = io.BytesIO()
@@ -820,24 +822,26 @@ def cmd_objectives(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """A local web page over a run: samples, classes, truncation, walks, codes, mixing."""
-    from .serve.app import check_loopback, create_app
+    from .serve.app import ANY_HOST, check_loopback, create_app, serve, served_hosts
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535 (got {args.port})")
-    app = create_app(args.run, device=args.device)  # loads (and checks) the checkpoint now
-    import uvicorn
-
+    hosts = served_hosts(args.host, args.allowed_hosts)
+    app = create_app(args.run, device=args.device, allowed_hosts=hosts)  # loads the checkpoint
     if not check_loopback(args.host):
+        names = "any host name" if ANY_HOST in hosts else "the host names " + ", ".join(hosts)
         print(
             f"gankit: warning: serving on {args.host}: anyone who can reach this machine can "
-            "use the page (the default, 127.0.0.1, is this machine only)",
+            "use the page (the default, 127.0.0.1, is this machine only); it answers to "
+            f"{names} (--allowed-hosts adds the names you browse it by)",
             file=sys.stderr,
         )
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
-    server = uvicorn.Server(config)
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"gankit: serving {args.run} at http://{shown}:{args.port}/ (Ctrl-C to stop)", flush=True)
-    server.run()  # uvicorn handles Ctrl-C and SIGTERM itself: a clean shutdown
+
+    def listening(port: int) -> None:  # printed once it accepts connections: scripts wait for it
+        print(f"gankit: serving {args.run} at http://{shown}:{port}/ (Ctrl-C to stop)", flush=True)
+
+    serve(app, args.host, args.port, listening)  # until Ctrl-C or SIGTERM: a clean shutdown
     return 0
 
 
@@ -991,7 +995,7 @@ def _add_inside(sub: Any) -> None:
         "D, max-pooled to 4x4, flattened and concatenated. Writes x [N, F] and labels y.",
     )
     f.add_argument("run", help="run folder or checkpoint .safetensors file")
-    f.add_argument("--out", default="features.npz", help="output .npz (default features.npz)")
+    f.add_argument("--out", help="output .npz (default features.npz)")
     f.add_argument("--data", help="images to describe (default: the run's data)")
     f.add_argument("--split", choices=["train", "test"], default="test")
     f.add_argument("--n", type=int, help="only the first N images")
@@ -1081,7 +1085,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="truncation: threshold for z (e.g. 1.0); psi in w for stylegan (e.g. 0.7)",
     )
-    s.add_argument("--out", default="samples.png", help="grid .png, .npz, or a folder")
+    s.add_argument(
+        "--out", help="grid .png, .npz, or a folder (ends in /); default samples.png"
+    )
     s.add_argument("--no-ema", action="store_true", help="use G instead of G_ema")
     s.add_argument("--device", default="cpu")
     e = sub.add_parser(
@@ -1168,6 +1174,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run", help="run folder or checkpoint .safetensors file")
     v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     v.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    v.add_argument(
+        "--allowed-hosts", metavar="NAMES",
+        help="with a --host other than loopback: the comma-separated host names the page is "
+        "browsed by, answered besides localhost and the --host address ('*': any name, which "
+        "lets a DNS-rebinding page on another site drive the server)",
+    )  # fmt: skip
     v.add_argument("--device", default="cpu")
     d = sub.add_parser("demo", help="train DCGAN and CGAN on the embedded digits (no download)")
     d.add_argument("--outdir", default="runs/demo")
@@ -1175,7 +1187,77 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=150.0, help="training time budget per model (default 150)"
     )
     d.add_argument("--no-progress", action="store_true")
+    _add_overwrite(parser)
     return parser
+
+
+def _add_overwrite(parser: argparse.ArgumentParser) -> None:
+    """`--overwrite` beside every `--out`: an explicit --out that exists is refused without it."""
+    options = {o for a in parser._actions for o in a.option_strings}
+    if "--out" in options and "--overwrite" not in options:
+        parser.add_argument(
+            "--overwrite", action="store_true", help="replace what --out names if it exists"
+        )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_overwrite(child)
+
+
+# What an explicit --out names, per command: "file", "folder", "probe" (a JSON and its figure),
+# or the suffixes a figure command adds to its --out prefix.
+_OUTPUTS: dict[str, str | tuple[str, ...]] = {
+    "features": "file",
+    "evaluator": "file",
+    "probe": "probe",
+    "memorisation": "folder",
+    "filters": "folder",
+    "interpolate": (".png", ".gif", "-steps.png", ".json"),
+    "arithmetic": (".png", ".json"),
+    "codes": (".png", "-purity.json"),
+    "mixing": (".png",),
+    "truncation": (".png", ".json"),
+}
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse an explicit --out that exists (without --overwrite) before any work starts."""
+    from .outputs import (
+        check_file_target,
+        check_folder_target,
+        check_prefix_target,
+        wants_folder,
+    )
+
+    out, overwrite = getattr(args, "out", None), getattr(args, "overwrite", False)
+    if not out or args.command == "train":
+        return
+    kind = _OUTPUTS.get(args.command)
+    if args.command in ("sample", "ablate"):
+        suffix = "" if wants_folder(out) else Path(out).suffix.lower()
+        if suffix == "":
+            if args.command == "sample":
+                check_folder_target(out, overwrite)
+            else:  # ablate writes its named figure and report into the folder
+                layer = "" if args.layer is None else str(args.layer)
+                stem = Path(out) / f"ablation-layer{layer}"
+                check_prefix_target(stem, overwrite, (".png", ".json"))
+            return
+        if args.command == "ablate":
+            check_prefix_target(Path(out).with_suffix(""), overwrite, (".png", ".json"))
+            return
+        kind = "file"
+    if kind == "file":
+        check_file_target(out, overwrite)
+    elif kind == "probe":
+        check_file_target(out, overwrite)
+        check_file_target(Path(out).with_suffix(".png"), overwrite)
+    elif kind == "folder":
+        check_folder_target(out, overwrite)
+    elif isinstance(kind, tuple):
+        if wants_folder(out):
+            raise UserError(f"--out is a path without suffix here, not a folder (got {out})")
+        check_prefix_target(_out_prefix(args.run, out, args.command), overwrite, kind)
 
 
 COMMANDS = {
@@ -1208,17 +1290,48 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gankit` command; returns the exit code."""
+    from .terminal import escaped_output
+
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv  # `train --nproc N` relaunches itself under torchrun with these
-    warnings.showwarning = _one_line_warning
+    with escaped_output(), warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _run(args)
+
+
+# Commands that handle SIGINT/SIGTERM themselves: training stops at a step boundary with a
+# checkpoint; uvicorn shuts the server down gracefully.
+_OWN_SIGNALS = ("train", "demo", "serve")
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run one parsed command; every failure ends as one line on stderr and an exit code."""
+    from .device import resolve_device
+    from .terminal import Interrupted, signals_as_exceptions
     from .training.guards import SIGNAL_NAMES, WRITE_ERRNOS, RunFolderError
     from .training.trainer import TrainingDiverged, TrainingInterrupted
 
     started = time.time()
+    signals = (
+        contextlib.nullcontext() if args.command in _OWN_SIGNALS else signals_as_exceptions()
+    )
     try:
-        return COMMANDS[args.command](args)
+        with signals:
+            if getattr(args, "device", None) is not None and args.command != "train":
+                args.device = str(resolve_device(args.device))  # one check for every command
+            _check_outputs(args)
+            return COMMANDS[args.command](args)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+        print(
+            f"\ngankit: stopped by {SIGNAL_NAMES.get(signum, f'signal {signum}')} after "
+            f"{time.time() - started:.0f} s; files already complete were kept, half-written "
+            "ones removed",
+            file=sys.stderr,
+        )
+        return 128 + signum
     except TrainingInterrupted as exc:
         from .distributed import current_world
 
@@ -1250,15 +1363,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gankit: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `gankit ... | head`: the reader left; not an error of ours
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (so that exit's flush stays quiet)
+        # point the real stdout at /dev/null, so that the flush at exit stays quiet
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
         return 0
     except OSError as exc:  # a write that failed outside training (config, figures, samples)
-        if exc.errno not in WRITE_ERRNOS:
-            raise
-        print(
-            f"gankit: error: cannot write {exc.filename}: {WRITE_ERRNOS[exc.errno]}",
-            file=sys.stderr,
-        )
+        reason = WRITE_ERRNOS.get(exc.errno or 0) or exc.strerror or str(exc)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"gankit: error: cannot write{where}: {reason}", file=sys.stderr)
         return 1
 
 

@@ -25,6 +25,6 @@ def resolve_device(name: str | torch.device) -> torch.device:
         return dev
     if dev.type not in ("cpu", "cuda"):
         raise UserError(
-            f"gankit does not train on device type {dev.type!r}; use auto, cpu or cuda[:N]"
+            f"gankit does not run on device type {dev.type!r}; use auto, cpu or cuda[:N]"
         )
     return dev

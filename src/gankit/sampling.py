@@ -24,6 +24,7 @@ from .data.base import to_uint8
 from .errors import UserError
 from .latent import prior_of
 from .models import Model, create_model
+from .outputs import filling_folder, wants_folder
 
 
 def parse_seeds(text: str | Sequence[int]) -> list[int]:
@@ -131,11 +132,17 @@ def generate(
     The same seed (and label) gives the same image whatever else is in the batch: G runs in
     eval mode and each seed has its own noise generator.
     """
+    spec = run.model.spec
+    in_w = spec.truncation == "w"  # StyleGAN: psi in w space, applied inside G
+    low, high = spec.truncation_range  # the one statement of the range (the page reads it too)
     if truncation is not None and not truncation > 0:
         raise UserError(f"truncation must be > 0 (got {truncation})")
-    in_w = run.model.spec.truncation == "w"  # StyleGAN: psi in w space, applied inside G
-    if in_w and truncation is not None and truncation > 1:
-        raise UserError(f"{run.model.name} takes a truncation psi in (0, 1] (got {truncation})")
+    if truncation is not None and not low < truncation <= high:
+        what = "psi" if in_w else "threshold"
+        raise UserError(
+            f"{run.model.name} takes a truncation {what} in ({low:g}, {high:g}] "
+            f"(got {truncation})"
+        )
     z = prior_of(run.G).from_seeds(list(seeds), truncation=None if in_w else truncation)
     return render(run, z, labels, truncation if in_w else None, batch_size)
 
@@ -209,9 +216,17 @@ def sample_to_file(
     else:
         all_seeds = seed_list
         labels = [label] * len(seed_list) if run.num_classes else None
-    imgs = generate(run, all_seeds, labels, truncation)
+    folder = wants_folder(out)
     out = Path(out)
-    suffix = out.suffix.lower()
+    suffix = "" if folder else out.suffix.lower()
+    if suffix not in (".png", ".npz", ""):
+        raise UserError(
+            f"--out must end in .png (grid), .npz (arrays) or be a folder (single "
+            f"PNGs; a trailing / always means a folder); got {out.name}"
+        )
+    if out.is_dir() and suffix:
+        raise UserError(f"{out} is a folder; end --out with / to fill it with single PNGs")
+    imgs = generate(run, all_seeds, labels, truncation)
     written: list[str] = []
     if suffix == ".png":
         scale = 2 if imgs.shape[-1] <= 32 else 1
@@ -228,18 +243,14 @@ def sample_to_file(
         )
         atomic_write_bytes(out, buf.getvalue())
         written.append(str(out))
-    elif suffix == "":
-        out.mkdir(parents=True, exist_ok=True)
-        for i, s in enumerate(all_seeds):
-            tag = f"seed{s:04d}" + (f"-class{labels[i]}" if labels is not None else "")
-            p = out / f"{tag}.png"
-            viz.save_grid(imgs[i : i + 1], p, nrow=1)
-            written.append(str(p))
     else:
-        raise UserError(
-            f"--out must end in .png (grid), .npz (arrays) or be a folder (single "
-            f"PNGs); got {out.name}"
-        )
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out} is a file, but --out asks for a folder there")
+        with filling_folder(out) as tmp:  # all the PNGs appear at once, or none
+            for i, s in enumerate(all_seeds):
+                tag = f"seed{s:04d}" + (f"-class{labels[i]}" if labels is not None else "")
+                viz.save_grid(imgs[i : i + 1], tmp / f"{tag}.png", nrow=1)
+                written.append(str(out / f"{tag}.png"))
     return {
         "written": written,
         "images": len(all_seeds),

@@ -45,12 +45,15 @@ class FeatureExtractor(ABC):
         resolution: the input side the network expects; `__call__` resizes to it.
         channels: the input channels it expects (1 or 3); grey is repeated to RGB for 3.
         resize_filter: how images are resized, recorded in every result's protocol.
+        has_logits: whether it returns class logits (what IS and class accuracy need), known
+            before any image is generated.
     """
 
     name: str = ""
     resolution: int = 0
     channels: int = 0
     resize_filter: str = ""
+    has_logits: bool = True
 
     @property
     @abstractmethod
@@ -78,6 +81,7 @@ class PixelExtractor(FeatureExtractor):
     resolution = 0  # any: the images are used as they are
     channels = 0
     resize_filter = "none"
+    has_logits = False
 
     @property
     def checksum(self) -> str:

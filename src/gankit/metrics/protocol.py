@@ -203,6 +203,10 @@ class MetricRequest:
         return METRICS.get(self.kind)
 
 
+# The most samples one metric may ask for: 50k is the standard FID count, and every sample is
+# held in memory as uint8 (50k RGB images at 64 px: 600 MB).
+MAX_SAMPLES = 50_000
+
 _NAME = re.compile(r"^(?P<kind>[a-z]+?)(?P<n>\d+(?:\.\d+)?)(?P<k>k?)_(?P<feat>[a-z0-9][a-z0-9-]*)$")
 
 
@@ -217,6 +221,11 @@ def parse_metric(name: str) -> MetricRequest:
     n = float(m.group("n")) * (1000 if m.group("k") else 1)
     if n != int(n) or n < 2:
         raise UserError(f"bad sample count in {name!r}: need a whole number >= 2")
+    if n > MAX_SAMPLES:
+        raise UserError(
+            f"{name!r} asks for {int(n):,} samples; gankit measures at most {MAX_SAMPLES:,} "
+            f"(fid50k, the standard count, is the largest)"
+        )
     req = MetricRequest(name.strip(), m.group("kind"), int(n), m.group("feat"))
     if req.features in MIXTURES:
         if req.kind != "modes":
@@ -431,11 +440,25 @@ def _evaluate(
             raise UserError(f"{r.name} applies to runs trained on {r.features}")
         if r.spec.conditional_only and not cand.conditional:
             raise UserError(f"{r.name} needs a class-conditional model")
+    # Every precondition before the first generated image: the reference data, each feature
+    # extractor (a missing classifier file or Inception weights), the held-out split for memo.
     reference = ref.load()
+    for r in requests:
+        extractor = opts.get(r.features)  # loaded (and cached) now: a missing file fails here
+        if r.spec.needs_logits and not extractor.has_logits:
+            raise UserError(f"{r.name}: {r.features} features have no class logits")
+    heldout = None
+    if any(r.spec.name == "memo" for r in requests):
+        name = next(r.name for r in requests if r.spec.name == "memo")
+        try:
+            heldout = ref.load("test" if ref.split == "train" else "train").images
+        except UserError as exc:
+            raise UserError(f"{name}: no held-out split ({exc})") from None
     n_max = max(r.n for r in requests)
     t0 = time.perf_counter()
+    if log:
+        log(f"generating {n_max:,} images")
     gen_images, gen_labels = cand.images(n_max)
-    heldout = None
     records = []
     for feat_name in dict.fromkeys(r.features for r in requests):
         extractor = opts.get(feat_name)
@@ -462,11 +485,6 @@ def _evaluate(
             }
             if kind.name == "memo":
                 real = Features(features=torch.empty(0))
-                if heldout is None:
-                    try:
-                        heldout = ref.load("test" if ref.split == "train" else "train").images
-                    except UserError as exc:
-                        raise UserError(f"{r.name}: no held-out split ({exc})") from None
             elif kind.name in ("acc", "is", "modes"):
                 real = Features(features=torch.empty(0))  # generated side only
             else:

@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-
-SIGNAL_NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
+from ..terminal import SIGNAL_NAMES
 
 # The four checks of one training step, in the order of `nonfinite_flags`.
 NONFINITE_WHAT = ("D's loss", "D's gradients", "G's loss", "G's gradients")

@@ -30,7 +30,7 @@ from ..data import load_dataset
 from ..data.base import ImageDataset
 from ..distributed import broadcast_object, current_world
 from ..errors import UserError
-from ..models import MODELS, check_size, create_model, make_config
+from ..models import MODELS, check_size, create_model, make_config, meta_model
 from ..objectives import create_objective
 from ..regularisers import create_regularisers
 from .trainer import Trainer, TrainResult, check_batch_size, resolve_device, total_images
@@ -234,10 +234,10 @@ def _check_shape_early(model: str, mo: Mapping[str, Any], res: int) -> None:
     if spec.conditional:
         probe.setdefault("num_classes", 2)
     try:
-        create_model(model, **probe)
+        meta_model(model, probe)  # on meta: a forged layer count cannot allocate or hang
     except UserError:
         try:
-            create_model(model, **{**probe, "resolution": spec.config_cls().resolution})
+            meta_model(model, {**probe, "resolution": spec.config_cls().resolution})
         except UserError:
             return  # the probe itself is at fault: leave it to the full check
         raise
