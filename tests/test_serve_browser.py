@@ -96,6 +96,7 @@ def test_the_page_in_chromium(page_url: str, tmp_path: Path) -> None:
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
         )
         page = browser.new_page(viewport={"width": 1200, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(300_000)  # CPU rendering on a loaded machine: no deadline
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         response = page.goto(page_url)
@@ -201,6 +202,7 @@ def test_infogan_sliders_and_stylegan_mixing_in_chromium(more_urls: dict[str, st
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()
+        page.set_default_timeout(300_000)  # CPU rendering on a loaded machine: no deadline
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
 

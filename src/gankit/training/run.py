@@ -90,10 +90,22 @@ def new_run_dir(outdir: str | Path, model: str, data: str) -> Path:
     return out / f"{(max(nums) + 1) if nums else 0:05d}-{_run_name(model, data)}"
 
 
+_TEMP_FILE = re.compile(r"^\..+\.tmp$")  # what an interrupted atomic write leaves behind
+
+
 def prepare_run_dir(path: Path, overwrite: bool) -> Path:
-    """Create `path`; an existing non-empty folder is refused unless `overwrite`."""
+    """Create `path`; an existing non-empty folder is refused unless `overwrite`.
+
+    A folder holding only the temp files of interrupted atomic writes counts as empty: a run
+    killed while writing its first config.json can be started again with the same command.
+    """
     if path.exists() and not path.is_dir():
         raise UserError(f"{path} exists and is not a folder; choose another --run-dir")
+    if path.is_dir():
+        debris = [p for p in path.iterdir() if p.is_file() and _TEMP_FILE.match(p.name)]
+        if debris and len(debris) == len(list(path.iterdir())):
+            for p in debris:
+                p.unlink()
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
             raise UserError(
