@@ -373,8 +373,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         random_discriminator,
         save_probe_figure,
     )
-    from .checkpoint import atomic_write_bytes
     from .data import load_dataset
+    from .files import atomic_write_bytes
     from .sampling import load
 
     run = load(args.run)
@@ -485,8 +485,8 @@ def _classes(text: str | None) -> list[int] | None:
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from .analysis.latent_walks import make_walk, save_walk_figures, smoothness, walk_title
-    from .checkpoint import atomic_write_json
     from .data.base import to_uint8
+    from .files import atomic_write_json
     from .sampling import load, parse_seeds, render
 
     run = load(args.run, device=args.device, ema=not args.no_ema)
@@ -541,8 +541,8 @@ def _domain_classifier(run: Any, evaluator: str | None, data: str | None = None)
 def cmd_arithmetic(args: argparse.Namespace) -> int:
     from .analysis.arithmetic import pick_seeds, run_arithmetic, save_arithmetic_figure
     from .analysis.attributes import ink, make_attribute, parse_attribute
-    from .checkpoint import atomic_write_json
     from .data.base import to_uint8
+    from .files import atomic_write_json
     from .sampling import check_class, generate, load, parse_seeds, render
 
     run = load(args.run, device=args.device, ema=not args.no_ema)
@@ -608,11 +608,11 @@ def _class_counts(counts: list[int]) -> str:
 
 def cmd_codes(args: argparse.Namespace) -> int:
     from .analysis.infogan import categorical_purity, save_code_sweep_figure
-    from .checkpoint import atomic_write_json
+    from .files import atomic_write_json
     from .sampling import load, parse_seeds
 
     run = load(args.run, device=args.device, ema=not args.no_ema)
-    if not hasattr(getattr(run.G, "prior", None), "with_codes"):
+    if not run.model.spec.codes:
         raise UserError(f"{run.model.name} has no latent codes to sweep (an infogan model has)")
     prefix = _out_prefix(args.run, args.out, "codes")
     fig = save_code_sweep_figure(
@@ -636,7 +636,7 @@ def cmd_mixing(args: argparse.Namespace) -> int:
     from .sampling import load, parse_seeds
 
     run = load(args.run, device=args.device, ema=not args.no_ema)
-    if not all(hasattr(run.G, a) for a in ("mapping", "synthesis", "num_ws")):
+    if not run.model.spec.style_mixing:
         raise UserError(f"{run.model.name} has no style inputs to mix (a stylegan model has)")
     prefix = _out_prefix(args.run, args.out, "mixing")
     try:
@@ -652,7 +652,7 @@ def cmd_mixing(args: argparse.Namespace) -> int:
 
 def cmd_truncation(args: argparse.Namespace) -> int:
     from .analysis.truncation import save_truncation_figure, truncation_sweep
-    from .checkpoint import atomic_write_json
+    from .files import atomic_write_json
     from .sampling import check_class, load, parse_seeds
 
     run = load(args.run, device=args.device, ema=not args.no_ema)
@@ -685,8 +685,8 @@ def cmd_features(args: argparse.Namespace) -> int:
     import torch
 
     from .analysis.dfeatures import discriminator_features, random_discriminator
-    from .checkpoint import atomic_write_bytes
     from .data import load_dataset
+    from .files import atomic_write_bytes
     from .sampling import load
 
     run = load(args.run, device=args.device)

@@ -181,6 +181,7 @@ class Wasserstein(Objective):
 
     name = "wasserstein"
     description = "WGAN: D max E[D(x)] - E[D(G(z))], G max E[D(G(z))]; needs --reg clip or gp"
+    curves = {"w_dist": "critic's W estimate"}
 
     def d_loss(self, D, real, fake, y_real, y_fake):
         o_real = D(real, y_real).float()
@@ -215,6 +216,7 @@ class BEGAN(Objective):
     name = "began"
     description = "BEGAN: L1 autoencoder D; D L(x) - k L(G(z)), G L(G(z)); k_t keeps gamma"
     options = {"gamma": 0.5, "lambda_k": 0.001}
+    curves = {"k": "BEGAN k_t", "m_global": "BEGAN M_global"}
 
     def __init__(self, **values: float) -> None:
         from .errors import UserError

@@ -67,6 +67,9 @@ class Configurable:
     name: str = ""
     description: str = ""
     options: ClassVar[dict[str, float]] = {}
+    # The scalars it logs beyond the losses and D's outputs, log key -> plot label: the loss
+    # figure draws what the run's pieces declare, so a new piece needs no edit of the plots.
+    curves: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **values: float) -> None:
         for key, default in self.options.items():

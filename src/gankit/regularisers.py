@@ -101,6 +101,7 @@ class GradientPenalty(Regulariser):
     name = "gp"
     description = "gradient penalty on interpolates (WGAN-GP), weight=10"
     options = {"weight": 10.0}
+    curves = {"gp": "gradient penalty", "grad_norm": "||grad D|| on interpolates"}
     weight: float
 
     def penalty(
@@ -129,6 +130,7 @@ class R1(Regulariser):
     name = "r1"
     description = "R1 penalty on real data (StyleGAN), gamma=10"
     options = {"gamma": 10.0}
+    curves = {"r1": "R1"}
     gamma: float
 
     def d_term(self, step: Step) -> tuple[torch.Tensor, Logs]:
@@ -185,6 +187,7 @@ class Orthogonal(Regulariser):
     name = "ortho"
     description = "BigGAN's orthogonal regularisation of G's weights, weight=1e-4"
     options = {"weight": 1e-4}
+    curves = {"ortho": "orthogonality"}
     weight: float
 
     def g_term(self, step: Step) -> tuple[torch.Tensor, Logs]:
@@ -211,6 +214,7 @@ class MutualInformation(Regulariser):
         "InfoGAN mutual-information term (needs an infogan model), weight=1, cont_weight=0.1"
     )
     options = {"weight": 1.0, "cont_weight": 0.1}
+    curves = {"info_cat": "InfoGAN categorical CE", "info_cont": "InfoGAN continuous NLL"}
     weight: float
     cont_weight: float
 

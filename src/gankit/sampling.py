@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from . import viz
-from .checkpoint import Checkpoint, atomic_write_bytes, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 from .data.base import to_uint8
 from .errors import UserError
+from .files import atomic_write_bytes
 from .latent import prior_of
 from .models import Model, create_model
 from .outputs import filling_folder, wants_folder
@@ -133,18 +134,17 @@ def generate(
     eval mode and each seed has its own noise generator.
     """
     spec = run.model.spec
-    in_w = spec.truncation == "w"  # StyleGAN: psi in w space, applied inside G
     low, high = spec.truncation_range  # the one statement of the range (the page reads it too)
     if truncation is not None and not truncation > 0:
         raise UserError(f"truncation must be > 0 (got {truncation})")
     if truncation is not None and not low < truncation <= high:
-        what = "psi" if in_w else "threshold"
         raise UserError(
-            f"{run.model.name} takes a truncation {what} in ({low:g}, {high:g}] "
-            f"(got {truncation})"
+            f"{run.model.name} takes a truncation {spec.truncation_parameter} "
+            f"in ({low:g}, {high:g}] (got {truncation})"
         )
-    z = prior_of(run.G).from_seeds(list(seeds), truncation=None if in_w else truncation)
-    return render(run, z, labels, truncation if in_w else None, batch_size)
+    z_trunc, psi = spec.split_truncation(truncation)  # StyleGAN's psi is applied inside G
+    z = prior_of(run.G).from_seeds(list(seeds), truncation=z_trunc)
+    return render(run, z, labels, psi, batch_size)
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from .checkpoint import atomic_write_bytes
 from .errors import UserError
+from .files import atomic_write_bytes
+from .registry import Configurable
 
 
 def grid_image(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
@@ -127,24 +128,32 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return out
 
 
-# Logged quantities beyond the losses, drawn in a third panel when a run has them.
-EXTRA_CURVES = {
-    "k": "BEGAN k_t",
-    "m_global": "BEGAN M_global",
-    "w_dist": "critic's W estimate",
-    "gp": "gradient penalty",
-    "grad_norm": "||grad D|| on interpolates",
-    "r1": "R1",
-    "info_cat": "InfoGAN categorical CE",
-    "info_cont": "InfoGAN continuous NLL",
-    "ortho": "orthogonality",
-}
+def declared_curves(pieces: Iterable[Configurable]) -> dict[str, str]:
+    """The extra curves a run's objective and regularisers declare (their `curves`), in the
+    order given: log key -> label. The loss figure draws these and names no key itself."""
+    out: dict[str, str] = {}
+    for piece in pieces:
+        out.update(piece.curves)
+    return out
 
 
 def plot_losses(
-    metrics_path: str | os.PathLike, out: str | os.PathLike, title: str | None = None
+    metrics_path: str | os.PathLike,
+    out: str | os.PathLike,
+    title: str | None = None,
+    curves: Mapping[str, str] | None = None,
 ) -> Path | None:
-    """Loss curves and D's outputs against images seen, from a run's metrics.jsonl."""
+    """Loss curves and D's outputs against images seen, from a run's metrics.jsonl.
+
+    Args:
+        metrics_path: the run's metrics.jsonl.
+        out: the PNG to write.
+        title: the figure's title.
+        curves: extra logged scalars (key -> label, e.g. `declared_curves` of the run's
+            objective and regularisers), drawn in a third panel when the log has them.
+    Returns:
+        `out`, or None when the log has no D loss yet.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,7 +163,8 @@ def plot_losses(
     if not recs:
         return None
     kimg = [r["kimg"] for r in recs]
-    extra = [k for k in EXTRA_CURVES if k in recs[0]]
+    curves = curves or {}
+    extra = [k for k in curves if k in recs[0]]
     fig, axes = plt.subplots(1, 3 if extra else 2, figsize=(16 if extra else 11, 3.8))
     ax1, ax2 = axes[0], axes[1]
     for key, lab in (("loss_d", "D loss"), ("loss_g", "G loss")):
@@ -181,7 +191,7 @@ def plot_losses(
     ax2.grid(alpha=0.3)
     if extra:
         for key in extra:
-            axes[2].plot(kimg, [r.get(key, float("nan")) for r in recs], label=EXTRA_CURVES[key])
+            axes[2].plot(kimg, [r.get(key, float("nan")) for r in recs], label=curves[key])
         axes[2].set_xlabel("kimg")
         axes[2].set_ylabel("value")
         axes[2].set_title("objective state and regularisers", fontsize=9)

@@ -49,6 +49,13 @@ class ModelSpec:
             The one statement of the range: the web page's checks and slider read it. A
             threshold of 2 in z already keeps 95% of the components as drawn; psi above 1 in
             w extrapolates away from the average, so StyleGAN's entry stops at 1.
+        style_mixing: whether G exposes StyleGAN's style inputs (`mapping(z) -> w`,
+            `synthesis(ws)`, `num_ws`), so that styles of two latents can be mixed.
+        codes: whether G's prior carries InfoGAN latent codes (`prior_of(G)` has
+            `categorical`, `continuous`, `with_codes` and `split`) and D a Q head (`D.q`).
+
+    The CLI, the web page, sampling and the plots ask these fields what a model can do,
+    never its networks (the tests check each entry's fields against what it builds).
     """
 
     name: str
@@ -63,11 +70,26 @@ class ModelSpec:
     objectives: tuple[str, ...] | None = None
     truncation: str = "z"
     truncation_range: tuple[float, float] = (0.0, 2.0)
+    style_mixing: bool = False
+    codes: bool = False
 
     def __post_init__(self) -> None:
         low, high = self.truncation_range
         if not 0 <= low < high:  # a registration mistake: fail at import, not on a request
             raise ValueError(f"{self.name}: truncation_range needs 0 <= low < high")
+
+    def split_truncation(self, value: float | None) -> tuple[float | None, float | None]:
+        """One `--trunc` value as (threshold for the prior's z, psi for G's w).
+
+        Exactly one of the two is `value` (the other None), by the model's truncation space,
+        so that callers never compare `truncation` themselves.
+        """
+        return (value, None) if self.truncation != "w" else (None, value)
+
+    @property
+    def truncation_parameter(self) -> str:
+        """What a `--trunc` value is for this model, for messages: "psi" or "threshold"."""
+        return "threshold" if self.split_truncation(1.0)[0] is not None else "psi"
 
     def check_objective(self, objective: str) -> None:
         """A UserError when this model's D cannot be trained with `objective`."""

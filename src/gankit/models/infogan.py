@@ -276,6 +276,7 @@ register_model(
         config_cls=InfoGANConfig,
         build=lambda cfg: (InfoGenerator(cfg), InfoDiscriminator(cfg)),
         objective="nonsaturating",
+        codes=True,
         train_defaults={
             "reg": "info:weight=1:cont_weight=0.1",
             "lr_g": 1e-3,

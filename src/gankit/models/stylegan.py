@@ -402,6 +402,7 @@ register_model(
         objective="nonsaturating",  # StyleGAN's logistic loss
         truncation="w",
         truncation_range=(0.0, 1.0),  # psi: 1 is no truncation
+        style_mixing=True,
         # The papers' Adam(0, 0.99) at lr 2e-3 for both networks and batch 64 (StyleGAN2-ADA
         # uses 32-64 at low resolution). R1 gamma = 1: StyleGAN2-ADA's heuristic
         # 0.0002 * res^2 / batch gives ~0.003 at 32x32, tuned for runs of tens of millions of

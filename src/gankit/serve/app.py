@@ -119,7 +119,7 @@ class Explorer:
         spec = self.run.model.spec
         prior = self.prior
         codes = None
-        if hasattr(prior, "with_codes"):
+        if spec.codes:
             codes = {"categorical": list(prior.categorical), "continuous": prior.continuous}
         return {
             "model": self.run.model.name,
@@ -134,11 +134,20 @@ class Explorer:
             # (low, high]: the page's slider spans it, the server refuses values outside it
             "truncation_range": list(spec.truncation_range) if spec.truncation else None,
             "codes": codes,
-            "style_mixing": hasattr(self.run.G, "synthesis"),
+            "style_mixing": spec.style_mixing,
             "used_ema": self.run.used_ema,
             "metrics": self.metrics(),
             "limits": {"max_seed": MAX_SEED, "max_grid": MAX_GRID, "max_walk": MAX_WALK},
         }
+
+    def curves(self) -> dict[str, str]:
+        """The extra loss-figure curves the run's objective and regularisers declare."""
+        from ..objectives import create_objective
+        from ..regularisers import create_regularisers
+
+        train = self.run.checkpoint.run_config.train  # checked by the loader: these build
+        objective = create_objective(train.objective or self.run.model.spec.objective)
+        return viz.declared_curves([objective, *create_regularisers(train.reg)])
 
     def metrics(self) -> list[dict[str, Any]]:
         """The latest value of each metric in RUN/eval.jsonl (what `gankit eval` wrote)."""
@@ -183,10 +192,10 @@ class Explorer:
         return trunc
 
     def _z(self, seeds: list[int], trunc: float | None, codes: dict[str, float]) -> torch.Tensor:
-        in_w = self.run.model.spec.truncation == "w"
-        z = self.prior.from_seeds(seeds, truncation=None if in_w else trunc)
+        z_trunc, _ = self.run.model.spec.split_truncation(trunc)
+        z = self.prior.from_seeds(seeds, truncation=z_trunc)
         if codes:
-            if not hasattr(self.prior, "with_codes"):
+            if not self.run.model.spec.codes:
                 raise BadRequest(f"{self.run.model.name} has no latent codes: drop the codes")
             cat, cont = {}, {}
             for name, value in codes.items():
@@ -210,9 +219,9 @@ class Explorer:
         return z
 
     def _render(self, z: torch.Tensor, labels: torch.Tensor | None, trunc: float | None):
-        in_w = self.run.model.spec.truncation == "w"
+        _, psi = self.run.model.spec.split_truncation(trunc)
         with self._lock:
-            return render(self.run, z, labels, trunc if in_w else None)
+            return render(self.run, z, labels, psi)
 
     # ------------------------------------------------------------------ images
     def grid(
@@ -251,7 +260,7 @@ class Explorer:
         from ..analysis.style_mixing import style_mixing_grid
 
         G = self.run.G
-        if not hasattr(G, "synthesis"):
+        if not self.run.model.spec.style_mixing:
             raise BadRequest(
                 f"{self.run.model.name} has no style inputs: style mixing is StyleGAN's"
             )
@@ -277,7 +286,7 @@ class Explorer:
 
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "losses.png"
-                viz.plot_losses(path, out, title=f"{self.run.model.name}")
+                viz.plot_losses(path, out, title=f"{self.run.model.name}", curves=self.curves())
                 return out.read_bytes()
 
         return self.cache.get(key, make)

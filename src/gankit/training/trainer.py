@@ -719,7 +719,8 @@ class Trainer:
         training it is redrawn at most every GIF_EVERY_S seconds, and always at the end.
         """
         title = f"{self.run_config.model} on {self.dataset.name}"
-        viz.plot_losses(self.logger.path, self.run_dir / "losses.png", title=title)
+        curves = viz.declared_curves([self.objective, *self.regularisers])
+        viz.plot_losses(self.logger.path, self.run_dir / "losses.png", title=title, curves=curves)
         now = time.perf_counter()
         if final or now - getattr(self, "_gif_at", -math.inf) >= self.GIF_EVERY_S:
             viz.save_gif(self._frames(), self.run_dir / "progress.gif")
