@@ -241,7 +241,7 @@ def main() -> None:
         plot(doc, args.figure)
         print(f"wrote {args.figure}")
         return
-    from gankit.checkpoint import atomic_write_json
+    from gankit.files import atomic_write_json
 
     resolutions = args.resolution or list(RESOLUTIONS)
     batches = args.batch or list(BATCHES)

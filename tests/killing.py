@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOLD_VAR = "GANKIT_TEST_HOLD"
-# The stages of gankit.checkpoint.atomic_write_bytes a hold can stop at: the temp file exists
+# The stages of gankit.files.atomic_write_bytes a hold can stop at: the temp file exists
 # (empty); its bytes are written, not yet fsynced; fsynced, not yet renamed; renamed into
 # place (older checkpoints not yet pruned). A kill at one of the first three cuts the write:
 # its temp file is left behind.
@@ -57,8 +57,9 @@ _mod.install_hold()
 
 
 def install_hold() -> None:
-    """Patch tempfile.mkstemp, os.fsync and os.replace (what atomic_write_bytes calls) so that
-    this process stops at the write that $GANKIT_TEST_HOLD describes and announces it."""
+    """Patch tempfile.mkstemp, os.fsync and os.replace (what gankit.files.atomic_write_bytes
+    calls, through those modules) so that this process stops at the write that
+    $GANKIT_TEST_HOLD describes and announces it."""
     spec = json.loads(os.environ.get(HOLD_VAR) or "null")
     if spec is None:
         return

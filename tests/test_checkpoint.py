@@ -28,7 +28,6 @@ from safetensors.torch import save_file
 
 from gankit.checkpoint import (
     FORMAT_VERSION,
-    atomic_write_bytes,
     list_checkpoints,
     load_checkpoint,
     pack_optimizer,
@@ -63,13 +62,6 @@ def test_round_trip_keeps_tensors_and_json(tmp_path):
     assert ck.meta["format_version"] == FORMAT_VERSION == 2 and len(ck.meta["sha256"]) == 64
     torch.testing.assert_close(ck.tensors, t, rtol=0, atol=0)
     assert set(ck.part("G")) == {"w", "n"}
-
-
-def test_atomic_write_leaves_no_temp_files(tmp_path):
-    atomic_write_bytes(tmp_path / "f.bin", b"one")
-    atomic_write_bytes(tmp_path / "f.bin", b"two")
-    assert (tmp_path / "f.bin").read_bytes() == b"two"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
 
 
 def test_a_changed_byte_fails_the_checksum(tmp_path):

@@ -20,12 +20,10 @@ This module sits below training: sampling, metrics and the CLI load a run withou
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,9 @@ from safetensors.torch import save as st_save
 
 from .config import RunConfig, to_dict
 from .errors import UserError
+
+# Re-exported: these lived here before gankit.files; older code imports them from here.
+from .files import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401
 from .models import MODELS, Model, check_size, make_config
 
 FORMAT = "gankit-checkpoint"
@@ -46,51 +47,6 @@ FORMAT_VERSION = 2
 TENSOR_PREFIXES = ("G.", "D.", "G_ema.", "optim.G.", "optim.D.", "rng.")
 CKPT_DIR = "checkpoints"
 CKPT_RE = re.compile(r"^ckpt-(\d{9,})\.safetensors$")
-
-
-# ----------------------------------------------------------------------------- atomic writes
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same folder, fsync and rename."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        exc.filename = str(path)  # name the file asked for, not our temp file
-        raise
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would surprise users sharing runs
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            exc.filename = str(path)  # name the file asked for, not our temp file
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 # ----------------------------------------------------------------------------- tensors <-> file

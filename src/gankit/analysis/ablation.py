@@ -759,7 +759,7 @@ def ablate_run(
     Returns:
         the report (as written), with "figure" and "report" paths.
     """
-    from ..checkpoint import atomic_write_json
+    from ..files import atomic_write_json
     from ..sampling import check_class, load
 
     run = load(run_or_ckpt, device=device, ema=ema)

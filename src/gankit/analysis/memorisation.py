@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import atomic_write_json, run_folder
+from ..checkpoint import run_folder
 from ..data import load_dataset
 from ..data.base import to_uint8
 from ..errors import UserError
+from ..files import atomic_write_json
 from ..metrics.features import FeatureExtractor
 from ..sampling import generate, load
 from ..viz import save_figure

@@ -30,13 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import atomic_write_bytes, read_verified, seal
+from ..checkpoint import read_verified, seal
 from ..data import ImageDataset, load_dataset
 from ..data.mixtures import MIXTURES
 from ..data.stacked import STACKED_SOURCES
 from ..data.transforms import convert_channels, resize_square
 from ..device import resolve_device
 from ..errors import UserError
+from ..files import atomic_write_bytes
 from .features import FeatureExtractor, Features, weights_checksum
 
 FORMAT = "gankit-evaluator"

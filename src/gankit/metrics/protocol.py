@@ -351,7 +351,7 @@ def real_features(
     """
     from safetensors.torch import load_file, save
 
-    from ..checkpoint import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     h = hashlib.sha256()
     h.update(json.dumps(key, sort_keys=True).encode())

@@ -167,7 +167,7 @@ def write_error(exc: OSError, run_dir: Path, last_checkpoint: Path | None) -> Ru
     )
 
 
-TEMP_GLOB = ".*.tmp"  # what checkpoint.atomic_write_bytes names a file before its rename
+TEMP_GLOB = ".*.tmp"  # what files.atomic_write_bytes names a file before its rename
 
 
 def remove_stale_temp_files(run_dir: Path) -> list[Path]:

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_text
+
 
 class MetricsLogger:
     """Appends one JSON object per line to `metrics.jsonl`; mirrors scalars to TensorBoard."""
@@ -35,8 +37,6 @@ class MetricsLogger:
                 continue
             if rec.get("nimg", 0) <= nimg:
                 keep.append(line)
-        from ..checkpoint import atomic_write_text
-
         atomic_write_text(self.path, "".join(k + "\n" for k in keep))
 
     def log(self, record: dict[str, Any]) -> None:
