@@ -12,6 +12,10 @@ import torch
 from gankit.data.base import ImageDataset
 from gankit.models import MODELS
 
+# A model only the tests register, before any test module is collected: the registry-wide
+# tests, the CLI, sampling and the web page must take it up with no edit (see variant.py).
+from . import variant  # noqa: F401
+
 # Classifiers and cached real-data statistics go to a throw-away folder, never ~/.cache.
 os.environ["GANKIT_CACHE"] = tempfile.mkdtemp(prefix="gankit-test-cache-")
 

@@ -12,6 +12,7 @@ from gankit.latent import prior_of
 from gankit.models import MODELS, create_model, list_models
 from gankit.training.run import resolve_train_config
 from gankit.training.trainer import Trainer
+from gankit.viz import declared_curves
 
 from .conftest import synthetic_dataset, tiny_overrides
 
@@ -129,6 +130,9 @@ def test_one_real_optimisation_step(name, tmp_path):
     assert tr.step == 1 and tr.nimg == 16 * tr.cfg.n_critic  # every D step sees a real batch
     for k in ("loss_d", "loss_g", "d_real", "d_fake"):
         assert torch.isfinite(logs[k]), k
+    # the extra curves the run's objective and regularisers declare are what they log
+    for k in declared_curves([tr.objective, *tr.regularisers]):
+        assert torch.isfinite(logs[k]), k
     if tr.objective.name in ("nonsaturating", "minimax"):
         assert 0 <= float(logs["d_real"]) <= 1  # a probability only for the BCE objectives
     changed = lambda before, net: sum(  # noqa: E731
@@ -209,3 +213,75 @@ def test_conditional_models_use_the_label(name):
     assert not torch.allclose(x[0], x[1])
     logits = m.D(x[:1].repeat(2, 1, 1, 1), torch.tensor([0, 1]))
     assert not torch.allclose(logits[0], logits[1])
+
+
+# ----------------------------------------------------------------------------- capabilities
+# Each field the registry entry declares is checked against what its networks do, so that the
+# CLI, the web page and the plots can trust the entry and never probe a network.
+
+
+def _eval_model(name: str):
+    torch.manual_seed(0)
+    m = create_model(name, **tiny_overrides(name))
+    m.G.eval()
+    m.D.eval()
+    return m
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_declared_conditional_matches_the_networks(name):
+    m = _eval_model(name)
+    assert (m.spec.config_cls().num_classes > 0) == m.spec.conditional
+    if m.spec.conditional:
+        return  # that G and D use the label: test_conditional_models_use_the_label
+    z, _ = _inputs(m)
+    labels = torch.zeros(z.shape[0], dtype=torch.long)
+    torch.testing.assert_close(m.G(z, labels), m.G(z, None), rtol=0, atol=0)  # ignored
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_declared_truncation_space_matches_the_networks(name):
+    m = _eval_model(name)
+    z, y = _inputs(m)
+    assert m.spec.truncation in ("z", "w")
+    if m.spec.truncation == "w":  # psi goes to G, which pulls w towards its average
+        psi, x = 0.5, m.G(z, y)
+        assert not torch.allclose(m.G(z, y, truncation=psi), x)
+        torch.testing.assert_close(m.G(z, y, truncation=1.0), x)
+        assert m.spec.split_truncation(psi) == (None, psi)
+        assert m.spec.truncation_parameter == "psi"
+    else:  # the threshold goes to the prior; G takes no truncation argument
+        with pytest.raises(TypeError):
+            m.G(z, y, truncation=0.5)
+        seeds = list(range(8))
+        untruncated = prior_of(m.G).from_seeds(seeds)
+        truncated = prior_of(m.G).from_seeds(seeds, truncation=0.5)
+        assert not torch.equal(truncated, untruncated)
+        assert m.spec.split_truncation(0.5) == (0.5, None)
+        assert m.spec.truncation_parameter == "threshold"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_declared_style_mixing_matches_the_networks(name):
+    m = _eval_model(name)
+    styles = all(hasattr(m.G, a) for a in ("mapping", "synthesis", "num_ws"))
+    assert m.spec.style_mixing == styles
+    if styles:
+        from gankit.analysis.style_mixing import style_mixing_grid
+
+        images, layout = style_mixing_grid(m.G, [0, 1], [2, 3], None)
+        assert images.shape[0] == layout.nrow * (1 + 2) and torch.isfinite(images).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_declared_codes_match_the_networks(name):
+    m = _eval_model(name)
+    prior = prior_of(m.G)
+    codes = all(hasattr(prior, a) for a in ("categorical", "continuous", "with_codes", "split"))
+    assert m.spec.codes == codes == hasattr(m.D, "q")
+    if codes:
+        z = prior.with_codes(prior.from_seeds([0, 1]), categorical={0: 1}, continuous={0: 0.5})
+        _, cats, cont = prior.split(z)
+        assert cats[0].argmax(1).tolist() == [1, 1] and cont[:, 0].tolist() == [0.5, 0.5]
+        cat_logits, _ = m.D.q(m.G(z))
+        assert cat_logits[0].shape == (2, prior.categorical[0])

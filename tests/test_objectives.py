@@ -115,3 +115,28 @@ def test_hinge_only_penalises_inside_the_margin():
         0
     ].backward()
     assert out.grad is not None and out.grad.item() == 0.0
+
+
+def test_the_loss_figure_draws_the_curves_a_piece_declares(tmp_path):
+    """A new objective's logged scalars reach the figure through its `curves`, with no edit
+    of viz: the third panel appears for a declared key and only then."""
+    import json
+
+    from PIL import Image
+
+    from gankit import viz
+
+    class Custom(create_objective("hinge").__class__):
+        curves = {"my_scalar": "my objective's scalar"}
+
+    log = tmp_path / "metrics.jsonl"
+    row = {"loss_d": 1.0, "loss_g": 2.0, "d_real": 0.5, "d_fake": 0.4}
+    rows = [{"kimg": i / 10, **row, "my_scalar": float(i)} for i in range(5)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert viz.declared_curves([Custom()]) == {"my_scalar": "my objective's scalar"}
+    widths = {}
+    for what, curves in (("declared", viz.declared_curves([Custom()])), ("none", None)):
+        out = viz.plot_losses(log, tmp_path / f"{what}.png", curves=curves)
+        assert out is not None
+        widths[what] = Image.open(out).width
+    assert widths == {"declared": 1600, "none": 1100}  # three panels against two
