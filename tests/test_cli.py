@@ -195,6 +195,35 @@ def test_models_lists_every_model_with_a_description(capsys: pytest.CaptureFixtu
     assert "[conditional]" not in rows["dcgan"] and "[conditional]" not in rows["gan"]
 
 
+def test_a_variant_only_the_tests_register_trains_samples_and_is_listed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A model file plus its registry entry is all the CLI needs (tests/variant.py); a normal
+    process, which never imports tests/, does not list it."""
+    from .variant import NAME
+
+    run = tmp_path / "variant"
+    train_run(run, NAME, "--kimg", "0.032", "--batch-size", "16")
+    assert checkpoints(run)
+    rc, _, err = cli(capsys, "sample", run, "--seeds", "0-3", "--out", tmp_path / "grid.png")
+    assert rc == 0, err
+    assert png_size(tmp_path / "grid.png") == (grid_px(4), grid_px(10))  # conditional: a row
+    rc, _, err = cli(  # per class; the registry's truncation range and --class hold for it
+        capsys, "sample", run, "--seeds", "0-3", "--class", "2", "--trunc", "1.5",
+        "--out", tmp_path / "c2.png",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert png_size(tmp_path / "c2.png") == (grid_px(2), grid_px(2))
+    assert_user_error(cli(capsys, "sample", run, "--trunc", "3"), "threshold in (0, 2]")
+    assert_user_error(cli(capsys, "codes", run), "no latent codes")  # declared, not probed
+    assert_user_error(cli(capsys, "mixing", run), "no style inputs")
+    rc, out, _ = cli(capsys, "models")
+    assert rc == 0 and any(line.split()[0] == NAME for line in out.splitlines() if line.strip())
+    rc, out, err = cli_subprocess(tmp_path, "models")
+    assert rc == 0, err
+    assert NAME not in out and "dcgan" in out
+
+
 def test_datasets_and_objectives_are_listed(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = cli(capsys, "datasets")
     assert rc == 0, err

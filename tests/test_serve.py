@@ -361,3 +361,29 @@ def test_gankit_serve_prints_its_address_serves_and_stops_on_sigterm(runs):
     assert info is not None and info["model"] == "dcgan"
     # uvicorn shuts down gracefully, then re-raises the signal: the shell's usual 143
     assert proc.returncode == -signal.SIGTERM
+
+
+def test_a_variant_only_the_tests_register_is_served(tmp_path, runs):
+    """The page takes a model that is a model file plus its registry entry (tests/variant.py)
+    with no edit: what it can do comes from the entry, the loss figure's extra curves from the
+    run's objective and regularisers."""
+    from .variant import NAME
+
+    c = _client(create_app(_train(tmp_path, NAME)))
+    info = c.get("/api/info").json()
+    assert info["model"] == NAME and info["num_classes"] == 10
+    assert info["truncation"] == "z" and info["truncation_range"] == [0, 2]
+    assert info["codes"] is None and not info["style_mixing"]
+    grid = c.get("/api/grid.png?seed=3&n=4&cls=2&trunc=1")
+    assert _png(grid).size == (2 * (2 * 18 + 2), 2 * (2 * 18 + 2))
+    assert c.get("/api/grid.png?seed=3&n=4&cls=2").content != grid.content
+    r = c.get("/api/mixing.png?rows=0,1&cols=2")
+    assert r.status_code == 400 and "has no style inputs" in r.json()["error"]
+    r = c.get("/api/grid.png?n=1&cat0=1")
+    assert r.status_code == 400 and "has no latent codes" in r.json()["error"]
+    _png(c.get("/api/losses.png"))
+    assert c.app.state.explorer.curves() == {}
+    curves = {name: _client(create_app(run)).app.state.explorer.curves() for name, run in
+              runs.items()}  # fmt: skip
+    assert curves["stylegan"] == {"r1": "R1"} and curves["dcgan"] == {}
+    assert set(curves["infogan"]) == {"info_cat", "info_cont"}
