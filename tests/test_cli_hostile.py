@@ -17,6 +17,7 @@ import torch
 from gankit import viz
 from gankit.cli import main
 from gankit.metrics import protocol
+from gankit.models import list_models
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v1"
 
@@ -212,3 +213,18 @@ def test_control_characters_in_names_are_escaped_in_every_message(
     assert main(["sample", str(tmp_path / "no\x07such\x1b]0;run")]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err and "\\x1b" in err
+
+
+@pytest.mark.parametrize("model", list_models())
+def test_a_resolution_whose_weights_overflow_is_one_line(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--resolution 2**40: torch's size arithmetic overflows while the shapes are probed on the
+    meta device (a RuntimeError or TypeError from torch, once a traceback)."""
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((8, 16, 16, 1), dtype=np.uint8))
+    argv = ["train", model, "--data", f"npz:{tmp_path / 'd.npz'}", "--resolution", str(2**40)]
+    assert main([*argv, "--run-dir", str(tmp_path / "run")]) == 2
+    _one_line_error(capsys)
+    assert not (tmp_path / "run").exists()

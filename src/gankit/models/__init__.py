@@ -208,8 +208,8 @@ def meta_model(name: str, config: Mapping[str, Any], *, max_modules: int = MAX_M
         config: model config fields (strictly parsed, as `create_model` does).
         max_modules: refuse builds registering more parameters and sub-modules than this.
     Raises:
-        UserError: an unknown name, a bad config, or a build over `max_modules`; other
-            exceptions of the networks' constructors pass through.
+        UserError: an unknown name, a bad config, a build over `max_modules`, or weights
+            whose size overflows; other exceptions of the networks' constructors pass through.
     """
     try:
         with torch.device("meta"), _at_most_modules(max_modules):
@@ -218,6 +218,13 @@ def meta_model(name: str, config: Mapping[str, Any], *, max_modules: int = MAX_M
         raise UserError(
             f"{name} with this config has more than {max_modules:,} layers and weights; "
             "lower the layer counts (e.g. mapping_layers)"
+        ) from None
+    except (RuntimeError, TypeError, OverflowError) as exc:  # a weight of 2^39 x 2^38 elements:
+        if "overflow" not in str(exc).lower():  # its size fits in no 64-bit integer
+            raise
+        raise UserError(
+            f"{name} with this config needs weights too large to count "
+            f"({' '.join(str(exc).split())[:100]}); lower the resolution or the widths"
         ) from None
 
 
