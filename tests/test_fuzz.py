@@ -39,8 +39,8 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from PIL import Image
 
+import gankit.api
 import gankit.cli
-import gankit.training
 from gankit.config import (
     RunConfig,
     TrainConfig,
@@ -301,7 +301,7 @@ def _run_main(argv: list[str], launch: Any = lambda args: 0) -> tuple[int, str, 
 
     Returns (exit code, stdout, stderr, what the command left in the folder).
     """
-    real_train = gankit.training.train
+    real_train = gankit.api.train
 
     def dry_train(*args: Any, **kwargs: Any) -> Any:
         kwargs.update(dry_run=True, progress=False, tensorboard=False)
@@ -316,7 +316,7 @@ def _run_main(argv: list[str], launch: Any = lambda args: 0) -> tuple[int, str, 
         contextlib.redirect_stderr(err),
     ):
         mp.chdir(tmp)
-        mp.setattr(gankit.training, "train", dry_train)
+        mp.setattr(gankit.api, "train", dry_train)
         mp.setattr(gankit.cli, "_launch_processes", launch)  # --nproc N: no torchrun
         try:
             code = gankit.cli.main(argv)

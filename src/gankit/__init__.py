@@ -6,16 +6,40 @@ The public API:
     create_objective             GAN losses as objects
     train                        the trainer behind `gankit train`
     load, generate, render       sampling from a run folder or checkpoint (seeds or latents)
+
+Each name is imported when first used (PEP 562), so `import gankit.sampling` or
+`import gankit.metrics` loads no training code, and `import gankit` alone loads next to nothing.
 """
 
-from .data import list_datasets, load_dataset
-from .errors import UserError
-from .models import create_model, list_models
-from .objectives import create_objective, list_objectives
-from .sampling import generate, load, parse_seeds, render
-from .training import train
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import UserError
+
+# name -> the module that defines it
+_LAZY = {
+    "create_model": ".models",
+    "list_models": ".models",
+    "create_objective": ".objectives",
+    "list_objectives": ".objectives",
+    "list_datasets": ".data",
+    "load_dataset": ".data",
+    "generate": ".sampling",
+    "load": ".sampling",
+    "parse_seeds": ".sampling",
+    "render": ".sampling",
+    "train": ".api",
+}
+
+if TYPE_CHECKING:  # what editors and type checkers follow
+    from .api import train
+    from .data import list_datasets, load_dataset
+    from .models import create_model, list_models
+    from .objectives import create_objective, list_objectives
+    from .sampling import generate, load, parse_seeds, render
 
 __all__ = [
     "UserError",
@@ -32,3 +56,16 @@ __all__ = [
     "train",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # the next lookup is an ordinary one
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -206,7 +206,7 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import train
+    from .api import train
     from .training.trainer import TrainResult
 
     if args.resume is None and not args.model:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .api import train
 from .sampling import sample_to_file
-from .training import train
 
 DEMO_MODELS = ("dcgan", "cgan")  # each trains with its registered "demo" preset
 

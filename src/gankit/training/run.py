@@ -18,22 +18,23 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import (
-    Checkpoint,
-    atomic_write_json,
-    check_run_config,
-    list_checkpoints,
-    load_checkpoint,
-)
+from ..checkpoint import Checkpoint, check_run_config, list_checkpoints, load_checkpoint
 from ..config import RESUMABLE_KEYS, RunConfig, TrainConfig, apply_overrides, to_dict
 from ..data import load_dataset
 from ..data.base import ImageDataset
 from ..distributed import broadcast_object, current_world
 from ..errors import UserError
+from ..files import atomic_write_json
 from ..models import MODELS, check_size, create_model, make_config, meta_model
 from ..objectives import create_objective
 from ..regularisers import create_regularisers
 from .trainer import Trainer, TrainResult, check_batch_size, resolve_device, total_images
+
+# What the trainer calls every eval_every_kimg: (G or G_ema, images seen) -> metric records.
+EvalHook = Callable[[torch.nn.Module, int], list[dict[str, Any]]]
+# What builds it for a run (None when the run asks for no evaluation). Training imports no
+# metrics: the layer above passes this in (gankit.api.eval_hook, behind gankit.train).
+MakeEvalHook = Callable[[RunConfig, Path], EvalHook | None]
 
 # The size each named dataset is trained at unless --resolution says otherwise (the digits are
 # 8x8 and are upsampled, as the demo asks); power-of-two models round up (MNIST 28 -> 32).
@@ -273,9 +274,10 @@ def train(
     progress: bool = True,
     tensorboard: bool = True,
     dry_run: bool = False,
+    evaluate: MakeEvalHook | None = None,
     **train_overrides: Any,
 ) -> TrainResult | RunConfig:
-    """Train a model; the Python face of `gankit train`.
+    """Train a model; `gankit.train` is this with `evaluate` filled in.
 
     Args:
         model: registry name (see `list_models()`).
@@ -288,30 +290,42 @@ def train(
         progress: show a progress bar.
         tensorboard: also log to TensorBoard when installed.
         dry_run: resolve and return the configuration without training.
+        evaluate: builds the evaluation hook from the resolved config and run folder; needed
+            when eval_every_kimg is set (gankit.train passes gankit.api.eval_hook).
         **train_overrides: TrainConfig fields (epochs, kimg, batch_size, lr_g, seed, ...).
     Returns:
         The TrainResult (or the resolved RunConfig for a dry run).
     """
     if resume is not None:
         return _resume(
-            resume, model_overrides or {}, train_overrides, progress, tensorboard, dry_run
-        )
+            resume, model_overrides or {}, train_overrides, progress, tensorboard, dry_run,
+            evaluate,
+        )  # fmt: skip
     rc, ds = prepare_training(
         model, data, model_overrides=model_overrides, train_overrides=train_overrides
     )
     if dry_run:
         return rc
+    _check_evaluate(rc, evaluate)
     path = _main_makes_run_dir(
         lambda: Path(run_dir) if run_dir is not None else new_run_dir(outdir, model, data),
         overwrite,
         lambda p: _write_config(p, rc, ds),
     )
-    trainer = Trainer(
-        rc, path, ds, progress=progress, tensorboard=tensorboard, evaluate=_eval_hook(rc, path)
-    )
+    hook = evaluate(rc, path) if evaluate is not None else None
+    trainer = Trainer(rc, path, ds, progress=progress, tensorboard=tensorboard, evaluate=hook)
     if progress:
         _announce(trainer, "training")
     return trainer.train()
+
+
+def _check_evaluate(rc: RunConfig, evaluate: MakeEvalHook | None) -> None:
+    """Refuse a run that asks for evaluation without a way to evaluate, rather than skip it."""
+    if evaluate is None and rc.train.eval_every_kimg is not None:
+        raise UserError(
+            "eval_every_kimg needs the metrics: train through gankit.train (or `gankit train`), "
+            "or pass evaluate=gankit.api.eval_hook"
+        )
 
 
 def _main_makes_run_dir(
@@ -335,67 +349,6 @@ def _main_makes_run_dir(
     if found[1] is not None:
         raise UserError(found[1])
     return Path(found[0])
-
-
-def _eval_hook(
-    rc: RunConfig, run_dir: Path
-) -> Callable[[torch.nn.Module, int], list[dict[str, Any]]] | None:
-    """The evaluation the trainer runs every eval_every_kimg (None when not asked for).
-
-    Metric names and feature extractors are checked here, before any training, so a missing
-    domain classifier is reported at once rather than at the first evaluation.
-    """
-    cfg = rc.train
-    if cfg.eval_every_kimg is None or not cfg.eval_metrics:
-        return None
-    from ..metrics.protocol import (
-        MIXTURES,
-        ExtractorOptions,
-        Reference,
-        append_jsonl,
-        evaluate_generator,
-        parse_metrics,
-    )
-
-    requests = parse_metrics(cfg.eval_metrics)
-    mc = rc.model_config
-    spec = MODELS.get(rc.model)
-    num_classes = int(mc.get("num_classes", 0) or 0) if spec.conditional else 0
-    ref = Reference(
-        data=cfg.data,
-        root=cfg.data_root,
-        split="train",
-        resolution=int(mc["resolution"]),
-        channels=int(mc["channels"]),
-        folder_labels=cfg.folder_labels,
-        download=cfg.download,
-    )
-    opts = ExtractorOptions(
-        data=cfg.data, download=cfg.download, device=str(resolve_device(cfg.device))
-    )
-    for feat in dict.fromkeys(r.features for r in requests):
-        if feat in MIXTURES:
-            if cfg.data != feat:
-                raise UserError(f"modes..._{feat} needs training data {feat}, not {cfg.data}")
-            continue
-        opts.get(feat)
-
-    def hook(G: torch.nn.Module, nimg: int) -> list[dict[str, Any]]:
-        records = evaluate_generator(
-            G,
-            num_classes=num_classes,
-            reference=ref,
-            metrics=cfg.eval_metrics,
-            describe="G_ema" if cfg.ema else "G",
-            device=str(next(G.parameters()).device),
-            extractors=opts,
-        )
-        for rec in records:
-            rec.update(run=str(run_dir), model=rc.model, nimg=nimg, checkpoint=None)
-        append_jsonl(run_dir / "eval.jsonl", records)
-        return records
-
-    return hook
 
 
 def _announce(trainer: Trainer, verb: str) -> None:
@@ -435,6 +388,7 @@ def _resume(
     progress: bool,
     tensorboard: bool,
     dry_run: bool,
+    evaluate: MakeEvalHook | None,
 ) -> TrainResult | RunConfig:
     ck: Checkpoint | None = None
     unstarted = _unstarted_run(Path(resume))
@@ -472,6 +426,7 @@ def _resume(
     rc = RunConfig(model=rc.model, model_config=rc.model_config, train=new_train)
     if dry_run:
         return rc
+    _check_evaluate(rc, evaluate)
     mc = rc.model_config
     ds = _load_data(new_train, int(mc["resolution"]), int(mc["channels"]))
     _check_runnable(new_train, ds)
@@ -489,7 +444,7 @@ def _resume(
         resume=ck,
         progress=progress,
         tensorboard=tensorboard,
-        evaluate=_eval_hook(rc, run_dir),
+        evaluate=evaluate(rc, run_dir) if evaluate is not None else None,
     )
     prev = {}
     cfg_path = run_dir / "config.json"
