@@ -10,16 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.analysis.memorisation import (
+from gankit.analysis.memorisation import memorisation_figure, memorisation_report
+from gankit.errors import UserError
+from gankit.metrics.features import FeatureExtractor, Features, weights_checksum
+from gankit.metrics.neighbours import (
     find_in_train,
     k_nearest_neighbours,
-    memorisation_figure,
-    memorisation_report,
     memorisation_stats,
     nearest_neighbours,
 )
-from gankit.errors import UserError
-from gankit.metrics.features import FeatureExtractor, Features, weights_checksum
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -143,7 +143,7 @@ def _pcfd(b: Batch) -> dict[str, float]:
 
 
 def _memo(b: Batch) -> dict[str, float]:
-    from ..analysis.memorisation import memorisation_stats
+    from .neighbours import memorisation_stats
 
     if b.heldout_images is None:
         raise UserError("the memorisation check needs a held-out split of the dataset")
@@ -561,7 +561,7 @@ def _reference_for(
 
 
 def _stamp(records: list[dict[str, Any]], **extra: Any) -> list[dict[str, Any]]:
-    from .. import __version__
+    from .._version import __version__
 
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     for rec in records:
