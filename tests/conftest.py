@@ -12,9 +12,22 @@ import torch
 from gankit.data.base import ImageDataset
 from gankit.models import MODELS
 
-# A model only the tests register, before any test module is collected: the registry-wide
-# tests, the CLI, sampling and the web page must take it up with no edit (see variant.py).
-from . import variant  # noqa: F401
+from . import variant
+
+# A model only the test suite registers, before any test module is collected: the registry-wide
+# tests, the CLI, sampling and the web page must take it up with no edit (see variant.py). A
+# process that imports this module for its helpers (benchmarks/serve.py) is not the suite and
+# does not register it; the suite's spawned workers (DDP ranks) inherit the variable and do.
+VARIANT_ENV = "GANKIT_TEST_VARIANT"
+if os.environ.get(VARIANT_ENV) == "1":
+    variant.register()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the test-only variant in the pytest process and in processes it spawns."""
+    os.environ[VARIANT_ENV] = "1"
+    variant.register()
+
 
 # Classifiers and cached real-data statistics go to a throw-away folder, never ~/.cache.
 os.environ["GANKIT_CACHE"] = tempfile.mkdtemp(prefix="gankit-test-cache-")

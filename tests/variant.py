@@ -1,9 +1,9 @@
 """A model variant that only the test suite registers: its model file and its registry entry.
 
-It proves that adding a model needs nothing else: conftest imports this module before
+It proves that adding a model needs nothing else: conftest calls `register` before
 collection, so every registry-parametrised test, the CLI, sampling and the web page take it
-up with no edit of their own. Nothing under src/ or benchmarks/ imports tests/, so a normal
-process (`gankit models`, the benchmarks) never lists it.
+up with no edit of their own. Importing this module registers nothing, and nothing under src/
+imports tests/, so a normal process (`gankit models`, the benchmarks) never lists it.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class VariantDiscriminator(nn.Module):
 
 
 def register() -> ModelSpec:
-    """Register the variant once (conftest and spawned test workers both import this)."""
+    """Register the variant once (the pytest process and its spawned workers both call it)."""
     if NAME in MODELS:
         return MODELS.get(NAME)
     return register_model(
@@ -78,6 +78,3 @@ def register() -> ModelSpec:
             train_defaults={"batch_size": 16},
         )
     )
-
-
-register()
