@@ -285,3 +285,26 @@ def test_declared_codes_match_the_networks(name):
         assert cats[0].argmax(1).tolist() == [1, 1] and cont[:, 0].tolist() == [0.5, 0.5]
         cat_logits, _ = m.D.q(m.G(z))
         assert cat_logits[0].shape == (2, prior.categorical[0])
+
+
+def test_the_test_variant_stays_out_of_processes_that_only_import_test_helpers():
+    """benchmarks/ imports helpers from tests/ (and so this conftest): only the suite and the
+    workers it spawns register the variant, so no benchmark ever lists it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .conftest import VARIANT_ENV
+    from .variant import NAME
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != VARIANT_ENV}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "src")])
+    code = "import tests.conftest; from gankit.models import list_models; print(list_models())"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "dcgan" in proc.stdout and NAME not in proc.stdout
+    assert NAME in ALL  # while this suite has it
