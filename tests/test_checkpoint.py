@@ -8,7 +8,6 @@ only catches accidents.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import shutil
@@ -16,14 +15,12 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import save as st_save
 from safetensors.torch import save_file
 
 from gankit.checkpoint import (
@@ -33,10 +30,11 @@ from gankit.checkpoint import (
     pack_optimizer,
     read_checkpoint,
     save_checkpoint,
-    tensors_sha256,
     unpack_optimizer,
 )
 from gankit.errors import UserError
+
+from .forging import forge, read_raw, sha256_v2
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v1"  # runs written before issue 17 (format 1)
 DCGAN_NEW = FIXTURES / "dcgan" / "checkpoints" / "ckpt-000000064.safetensors"
@@ -173,7 +171,6 @@ def test_optimizer_state_round_trip(tmp_path):
 def test_a_newer_format_version_is_refused(tmp_path):
     import json
 
-    from safetensors import safe_open
 
     p = tmp_path / "a.safetensors"
     save_checkpoint(p, _tensors(), {"model": "dcgan"})
@@ -219,47 +216,7 @@ def test_the_cli_never_unpickles_what_it_is_given(tmp_path, digits_run, capsys):
 # ----------------------------------------------------------------------------- untrusted metadata
 
 
-def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["gankit"])
-        return meta, {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
-
-
-def _sha256_v2(tensors: dict[str, torch.Tensor], doc: dict[str, Any]) -> str:
-    """Format 2's checksum, written out here rather than imported, so that the scheme itself is
-    tested: each tensor (name order) as name, dtype, shape and bytes, then a separator and the
-    document without its checksum as compact JSON with sorted keys."""
-    h = hashlib.sha256()
-    for key in sorted(tensors):
-        t = tensors[key].contiguous().reshape(-1)
-        h.update(key.encode())
-        h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    rest = {k: v for k, v in doc.items() if k != "sha256"}
-    h.update(b"\x00gankit-document\x00")
-    h.update(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
-    return h.hexdigest()
-
-
-def _forge(
-    src: Path,
-    dst: Path,
-    meta_edit: Callable[[dict[str, Any]], object] | None = None,
-    tensors_edit: Callable[[dict[str, torch.Tensor]], object] | None = None,
-    version: int = 2,
-) -> Path:
-    """A copy of checkpoint `src` as format `version`, edited, with a valid checksum. Format 1
-    is the issue's own case: its checksum covers the tensors only, so edited metadata passed."""
-    meta, tensors = _read_raw(src)
-    meta["format_version"] = version
-    if meta_edit is not None:
-        meta_edit(meta)
-    if tensors_edit is not None:
-        tensors_edit(tensors)
-    meta["sha256"] = _sha256_v2(tensors, meta) if version == 2 else tensors_sha256(tensors)
-    dst.write_bytes(st_save(tensors, metadata={"gankit": json.dumps(meta)}))
-    return dst
+_read_raw, _sha256_v2, _forge = read_raw, sha256_v2, forge
 
 
 def _mc(meta: dict[str, Any]) -> dict[str, Any]:

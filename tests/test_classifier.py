@@ -7,9 +7,7 @@ shared; the other tests use untrained networks or tiny runs on a few images.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import subprocess
 import sys
 import time
@@ -20,11 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import save as st_save
 from safetensors.torch import save_file
 
-from gankit.checkpoint import tensors_sha256
 from gankit.cli import main
 from gankit.data import load_dataset
 from gankit.data.transforms import resize_square
@@ -41,6 +36,8 @@ from gankit.metrics.classifier import (
     save_classifier,
     train_classifier,
 )
+
+from .forging import forge, read_raw, sha256_v2
 
 # 2 epochs (batch 64) on the 1,500 digits not held out reach 96.0% on the 297 held-out ones
 # (seed 0; 96-98% over seeds 0-2): the bound leaves room for other CPUs' rounding.
@@ -301,26 +298,7 @@ def test_cli_help_lists_evaluator() -> None:
 FIXTURE = Path(__file__).parent / "fixtures" / "v1" / "classifier-digits.safetensors"  # format 1
 
 
-def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["gankit"])
-        return meta, {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
-
-
-def _sha256_v2(tensors: dict[str, torch.Tensor], doc: dict[str, Any]) -> str:
-    """Format 2's checksum (as in test_checkpoint): the tensors, then the record without its
-    checksum as compact JSON with sorted keys."""
-    h = hashlib.sha256()
-    for key in sorted(tensors):
-        t = tensors[key].contiguous().reshape(-1)
-        h.update(key.encode())
-        h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    h.update(b"\x00gankit-document\x00")
-    rest = {k: v for k, v in doc.items() if k != "sha256"}
-    h.update(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
-    return h.hexdigest()
+_read_raw, _sha256_v2 = read_raw, sha256_v2
 
 
 def _forge(
@@ -330,15 +308,7 @@ def _forge(
     version: int = 2,
 ) -> Path:
     """The fixture classifier, edited, with a valid checksum of format `version`."""
-    meta, tensors = _read_raw(FIXTURE)
-    meta["format_version"] = version
-    if meta_edit is not None:
-        meta_edit(meta)
-    if tensors_edit is not None:
-        tensors_edit(tensors)
-    meta["sha256"] = _sha256_v2(tensors, meta) if version == 2 else tensors_sha256(tensors)
-    dst.write_bytes(st_save(tensors, metadata={"gankit": json.dumps(meta)}))
-    return dst
+    return forge(FIXTURE, dst, meta_edit, tensors_edit, version)
 
 
 def _cfg(**changes: Any) -> Callable[[dict[str, Any]], object]:

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -427,17 +428,30 @@ def _check_weights(rc: RunConfig, model: Model, tensors: dict[str, torch.Tensor]
     for prefix, sd in expected.items():
         p = prefix + "."
         have = {k[len(p) :]: tuple(v.shape) for k, v in tensors.items() if k.startswith(p)}
-        for key, t in sd.items():
-            if key not in have:
-                raise UserError(f"tensor {p}{key} is missing (the {rc.model} config has it)")
-            if have[key] != tuple(t.shape):
-                raise UserError(
-                    f"tensor {p}{key} has shape {list(have[key])}, the {rc.model} config "
-                    f"gives {list(t.shape)}"
-                )
-        for key in have:
-            if key not in sd:
-                raise UserError(f"unexpected tensor {p}{key} (not in the {rc.model} config)")
+        wrong = state_mismatch(sd, have, prefix=p, owner=f"the {rc.model} config")
+        if wrong:
+            raise UserError(wrong)
+
+
+def state_mismatch(
+    expected: Mapping[str, torch.Tensor],
+    have: Mapping[str, tuple[int, ...]],
+    *,
+    prefix: str = "",
+    owner: str = "its config",
+) -> str | None:
+    """The first difference between a network's state_dict (built on the meta device) and the
+    shapes a file holds, both ways, or None: what checkpoints and classifiers are checked by."""
+    for key, t in expected.items():
+        if key not in have:
+            return f"tensor {prefix}{key} is missing ({owner} has it)"
+        if have[key] != tuple(t.shape):
+            shape = list(t.shape)
+            return f"tensor {prefix}{key} has shape {list(have[key])}, {owner} gives {shape}"
+    for key in have:
+        if key not in expected:
+            return f"unexpected tensor {prefix}{key} (not in {owner})"
+    return None
 
 
 def _is_index(text: str, n: int) -> bool:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import read_verified, seal
+from ..checkpoint import read_verified, seal, state_mismatch
 from ..data import ImageDataset, load_dataset
 from ..data.mixtures import MIXTURES
 from ..data.stacked import STACKED_SOURCES
@@ -240,17 +240,9 @@ def _check_record(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Non
             expected = DigitCNN(cfg).state_dict()
     except (RuntimeError, OverflowError) as exc:  # sizes beyond what torch can even count
         raise ValueError(f"its config cannot be built: {str(exc).splitlines()[0][:80]}") from None
-    for key, t in expected.items():
-        if key not in tensors:
-            raise ValueError(f"tensor {key} is missing (its config has it)")
-        if tuple(tensors[key].shape) != tuple(t.shape):
-            raise ValueError(
-                f"tensor {key} has shape {list(tensors[key].shape)}, its config gives "
-                f"{list(t.shape)}"
-            )
-    for key in tensors:
-        if key not in expected:
-            raise ValueError(f"unexpected tensor {key} (not in its config's network)")
+    wrong = state_mismatch(expected, {k: tuple(v.shape) for k, v in tensors.items()})
+    if wrong:
+        raise ValueError(wrong)
     names = meta.get("class_names")
     if names is not None and not (
         isinstance(names, list) and all(isinstance(n, str) for n in names)
