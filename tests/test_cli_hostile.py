@@ -228,3 +228,12 @@ def test_a_resolution_whose_weights_overflow_is_one_line(
     assert main([*argv, "--run-dir", str(tmp_path / "run")]) == 2
     _one_line_error(capsys)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("device", BAD_DEVICES)
+def test_the_python_api_checks_the_device_the_same_way(runs: dict[str, Path], device: str) -> None:
+    from gankit.errors import UserError
+    from gankit.sampling import load
+
+    with pytest.raises(UserError, match="device"):
+        load(runs["dcgan"], device=device)

@@ -21,6 +21,7 @@ from torch import nn
 from . import viz
 from .checkpoint import Checkpoint, load_checkpoint
 from .data.base import to_uint8
+from .device import resolve_device
 from .errors import UserError
 from .files import atomic_write_bytes
 from .latent import prior_of
@@ -104,7 +105,7 @@ def load(
         raise UserError(
             f"{ck.path}: weights do not fit {name}: {str(exc).splitlines()[0]}"
         ) from None
-    dev = torch.device(device)
+    dev = resolve_device(device)  # the one check every command's --device gets
     model.G.to(dev).eval()
     model.D.to(dev).eval()
     return LoadedRun(checkpoint=ck, model=model, G=model.G, used_ema=use_ema, device=dev)
