@@ -307,6 +307,21 @@ class RunConfig:
     model_config: dict[str, Any]
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    @property
+    def resolution(self) -> int:
+        """The image side the model was built for (every registered model has one)."""
+        return int(self.model_config["resolution"])
+
+    @property
+    def channels(self) -> int:
+        """Image channels the model was built for."""
+        return int(self.model_config["channels"])
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the model was built for; 0 for an unconditional model."""
+        return int(self.model_config.get("num_classes", 0) or 0)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..modes import eval_mode
 
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU)
 GRID = 4  # each layer is max-pooled to GRID x GRID, as in the paper
@@ -65,22 +66,20 @@ def discriminator_features(
             grabbed.append(F.adaptive_max_pool2d(output.float(), GRID).flatten(1))
 
     handles = [m.register_forward_hook(hook) for m in layers]
-    was_training = D.training
-    D.eval()
     device = next(D.parameters()).device
     out = []
     try:
-        for i in range(0, images.shape[0], batch_size):
-            grabbed.clear()
-            x = images[i : i + batch_size].to(device).float()
-            D(x, None if y is None else y[i : i + batch_size].to(device))
-            if not grabbed:
-                raise UserError(f"{type(D).__name__} produced no convolutional feature maps")
-            out.append(torch.cat(grabbed, dim=1).cpu())
+        with eval_mode(D):
+            for i in range(0, images.shape[0], batch_size):
+                grabbed.clear()
+                x = images[i : i + batch_size].to(device).float()
+                D(x, None if y is None else y[i : i + batch_size].to(device))
+                if not grabbed:
+                    raise UserError(f"{type(D).__name__} produced no convolutional feature maps")
+                out.append(torch.cat(grabbed, dim=1).cpu())
     finally:
         for h in handles:
             h.remove()
-        D.train(was_training)
     return torch.cat(out)
 
 
@@ -93,15 +92,12 @@ def feature_size(D: nn.Module, channels: int, resolution: int) -> int:
         )
         for m in feature_layers(D)
     ]
-    was_training = D.training
-    D.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(D), torch.no_grad():
             D(torch.zeros(1, channels, resolution, resolution, device=next(D.parameters()).device))
     finally:
         for h in hooks:
             h.remove()
-        D.train(was_training)
     return sum(sizes) * GRID * GRID
 
 

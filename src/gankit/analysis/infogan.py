@@ -21,6 +21,7 @@ from torch import nn
 from ..data.base import to_uint8
 from ..errors import UserError
 from ..latent import prior_of
+from ..modes import eval_mode
 
 
 @dataclass
@@ -98,12 +99,8 @@ def code_sweep(
     z, values = sweep_latents(prior, code, seeds, steps, span)
     rows, cols = z.shape[:2]
     device = next(G.parameters()).device
-    was_training = G.training
-    G.eval()
-    try:
+    with eval_mode(G):
         images = G(z.flatten(0, 1).to(device)).float().cpu()
-    finally:
-        G.train(was_training)
     return CodeSweep(images.view(rows, cols, *images.shape[1:]), z, values, code)
 
 
@@ -191,11 +188,9 @@ def categorical_purity(
     parse_code(f"cat:{code}", prior)
     device = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    was_training = G.training
-    G.eval()
     majority: list[int] = []
     purity: list[float] = []
-    try:
+    with eval_mode(G):
         for value in range(prior.categorical[code]):
             ids = []
             for start in range(0, n_per_code, batch_size):
@@ -206,8 +201,6 @@ def categorical_purity(
             counts = torch.bincount(torch.cat(ids).cpu())
             majority.append(int(counts.argmax()))
             purity.append(float(counts.max()) / n_per_code)
-    finally:
-        G.train(was_training)
     return {
         "purity": sum(purity) / len(purity),
         "distinct_classes": len(set(majority)),

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..latent import prior_of
+from ..modes import eval_mode
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,7 @@ def style_mixing_grid(
     if not 0 <= crossover <= G.num_ws:
         raise ValueError(f"crossover must be in [0, {G.num_ws}] (got {crossover})")
     device = next(G.parameters()).device
-    was_training = G.training
-    G.eval()
-    try:
+    with eval_mode(G):
         prior = prior_of(G)
         z = prior.from_seeds([*row_seeds, *col_seeds]).to(device)
         ws = G.mapping(z).unsqueeze(1).repeat(1, G.num_ws, 1)  # [R + C, num_ws, w_dim]
@@ -82,8 +81,6 @@ def style_mixing_grid(
         mixed[:, :, :crossover] = rows[:, None, :crossover]
         src = G.synthesis(ws).float().cpu()
         mix = G.synthesis(mixed.flatten(0, 1)).float().cpu()
-    finally:
-        G.train(was_training)
     R, C = len(row_seeds), len(col_seeds)
     blank = torch.ones_like(src[:1])  # white, like the grid's padding
     top = torch.cat([blank, src[R:]])
