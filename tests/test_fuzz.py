@@ -41,6 +41,7 @@ from PIL import Image
 
 import gankit.api
 import gankit.cli
+import gankit.cli.train
 from gankit.config import (
     RunConfig,
     TrainConfig,
@@ -317,7 +318,7 @@ def _run_main(argv: list[str], launch: Any = lambda args: 0) -> tuple[int, str, 
     ):
         mp.chdir(tmp)
         mp.setattr(gankit.api, "train", dry_train)
-        mp.setattr(gankit.cli, "_launch_processes", launch)  # --nproc N: no torchrun
+        mp.setattr(gankit.cli.train, "_launch_processes", launch)  # --nproc N: no torchrun
         try:
             code = gankit.cli.main(argv)
         except SystemExit as exc:

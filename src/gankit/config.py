@@ -24,53 +24,120 @@ MAX_KIMG = 1e9  # run lengths and intervals (kimg or epochs): a trillion images 
 MAX_SEED = 2**32 - 1
 
 
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    flag: bool = True,
+) -> Any:
+    """A config field with its help text (and allowed values) as metadata.
+
+    The `gankit train` flags are generated from this metadata, so a new field needs its one
+    line here and nothing in the CLI. `flag=False` keeps a field to `--set key=value` only.
+    """
+    meta = {"help": help, "choices": choices, "metavar": metavar, "flag": flag}
+    return field(default=default, metadata=meta)
+
+
+def choice_text(choices: tuple[str, ...]) -> str:
+    """('a', 'b', 'c') -> 'a, b or c', for messages."""
+    return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
+
+
 @dataclass
 class TrainConfig:
     """Everything about a training run that is not the networks' shape."""
 
-    model: str = "dcgan"  # registry name of the model
-    preset: str | None = None  # the model's named preset these settings started from
-    data: str = "digits"  # dataset spec: a registered name, folder:PATH or npz:PATH
-    data_root: str | None = None  # where torchvision datasets live (default $GANKIT_DATA or ./data)
-    folder_labels: bool = False  # folder:PATH only: class labels from first-level sub-folders
-    download: bool = True  # try to download torchvision datasets that are missing
-    max_images: int | None = None  # use only the first N training images
-    objective: str | None = None  # None: the model's default; options as in began:gamma=0.7
-    reg: str | None = None  # regularisers, e.g. "r1:gamma=5,ortho" ("none": none)
-    n_critic: int = 1  # D updates per G update (WGAN: 5)
-    optimizer: str = "adam"  # adam (beta1, beta2) or rmsprop (WGAN)
-    epochs: float | None = None  # run length in passes over the data ...
-    kimg: float | None = None  # ... or in thousands of real images shown to D (not both)
-    max_seconds: float | None = None  # also stop (with a checkpoint) after this wall time
-    batch_size: int = 128
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    seed: int = 0
-    ema: bool = True  # keep an exponential moving average of G's weights for sampling
-    ema_kimg: float = 10.0  # EMA half-life, in thousands of images
-    ema_rampup: float | None = 0.05  # half-life <= rampup * images seen, early in training
-    log_every: int = 20  # steps between progress/metrics lines (the only host syncs)
-    sample_every_kimg: float = 10.0  # fixed-noise grid interval
-    ckpt_every_kimg: float = 50.0  # checkpoint interval
-    keep_checkpoints: int = 2  # older checkpoints are deleted
-    grid_size: int = 64  # fixed-noise samples in each progress grid
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    precision: str = "fp32"  # fp32, bf16 (autocast, fp32 master weights) or auto
-    channels_last: bool = True  # NHWC memory layout for convolutions (faster on oneDNN, cuDNN)
-    compile: bool = False  # torch.compile the networks (pays off on GPUs; not on this CPU)
-    optimizer_impl: str = "fused"  # fused, foreach or loop: how Adam/RMSprop update the weights
-    data_device: str = "auto"  # auto: the data (uint8) on the training device when it fits; cpu
-    sync_bn: bool = False  # several processes: batch norm over the global batch
-    eval_every_kimg: float | None = None  # score G (G_ema) every N kimg and at the end
-    eval_metrics: str | None = None  # comma-separated metric names, e.g. fd2k_mnistcnn
-    keep_best: str | None = None  # keep checkpoints/best.safetensors, best by this metric
-    nan_check: str = "step"  # when to look for NaN/Inf losses and gradients: step or log
-    nan_retries: int = 3  # roll back to the last good state at most this often, then stop
-    nan_lr_factor: float = 0.5  # each rollback multiplies both learning rates by this
-    collapse_threshold: float = 0.1  # warn when sample diversity / data diversity drops below
-    deterministic: bool = False  # deterministic kernels only (for GPUs; CPU runs already are)
+    model: str = setting("dcgan", "registry name of the model (see `gankit models`)", flag=False)
+    preset: str | None = setting(None, "a named preset of the model (see `gankit models`)")
+    data: str = setting(
+        "digits",
+        "digits (default, embedded), mnist, fashion-mnist, cifar10, folder:PATH or npz:PATH",
+    )
+    data_root: str | None = setting(
+        None, "where torchvision datasets live (default $GANKIT_DATA or ./data)"
+    )
+    folder_labels: bool = setting(
+        False, "folder:PATH only: class labels from first-level sub-folders"
+    )
+    download: bool = setting(True, "try to download torchvision datasets that are missing")
+    max_images: int | None = setting(None, "use only the first N training images")
+    objective: str | None = setting(
+        None, "GAN loss, with options as in began:gamma=0.7 (`gankit objectives`)"
+    )
+    reg: str | None = setting(
+        None,
+        "regularisers, comma-separated, e.g. r1:gamma=5,ortho; none for none "
+        "(`gankit objectives` lists them)",
+    )
+    n_critic: int = setting(1, "D updates per G update (WGAN: 5)")
+    optimizer: str = setting(
+        "adam", "default: the model's; rmsprop for WGAN", choices=("adam", "rmsprop")
+    )
+    epochs: float | None = setting(None, "run length in passes over the data (or --kimg)")
+    kimg: float | None = setting(None, "run length in thousands of real images shown to D")
+    max_seconds: float | None = setting(None, "also stop (with a checkpoint) after this wall time")
+    batch_size: int = setting(128, "images per step (all processes together)")
+    lr_g: float = setting(2e-4, "G's learning rate")
+    lr_d: float = setting(2e-4, "D's learning rate")
+    beta1: float = setting(0.5, "Adam's beta1 (the DCGAN paper's 0.5)")
+    beta2: float = setting(0.999, "Adam's beta2")
+    seed: int = setting(0, "seed of the weights, the data order and the noise")
+    ema: bool = setting(True, "keep an exponential moving average of G (G_ema) for sampling")
+    ema_kimg: float = setting(10.0, "EMA half-life, in thousands of images")
+    ema_rampup: float | None = setting(
+        0.05, "early in training the half-life is at most rampup x images seen"
+    )
+    log_every: int = setting(20, "steps between progress/metrics lines (the only host syncs)")
+    sample_every_kimg: float = setting(10.0, "fixed-noise grid interval")
+    ckpt_every_kimg: float = setting(50.0, "checkpoint interval")
+    keep_checkpoints: int = setting(2, "newest checkpoints kept; older ones are deleted")
+    grid_size: int = setting(64, "fixed-noise samples in each progress grid")
+    device: str = setting("auto", "auto (default), cpu, cuda, cuda:N")
+    precision: str = setting(
+        "fp32",
+        "fp32 (default), bf16 autocast, or auto (bf16 where it is fast)",
+        choices=("fp32", "bf16", "auto"),
+    )
+    channels_last: bool = setting(
+        True, "NHWC memory layout for convolutions (default: on; faster on CPUs and GPUs)"
+    )
+    compile: bool = setting(False, "torch.compile the networks (pays off on GPUs, not CPUs)")
+    optimizer_impl: str = setting(
+        "fused",
+        "how the optimizer updates the weights (default fused; all give the same maths)",
+        choices=("fused", "foreach", "loop"),
+    )
+    data_device: str = setting(
+        "auto",
+        "auto (default): keep the uint8 data on the training device when it fits",
+        choices=("auto", "cpu"),
+    )
+    sync_bn: bool = setting(
+        False, "with several processes: batch norm statistics over the global batch"
+    )
+    eval_every_kimg: float | None = setting(
+        None, "score G_ema every N kimg and at the end (with --eval-metrics)"
+    )
+    eval_metrics: str | None = setting(
+        None, "metrics for those evaluations, comma-separated, e.g. fd2k_mnistcnn"
+    )
+    keep_best: str | None = setting(
+        None, "keep checkpoints/best.safetensors, best by this metric", metavar="METRIC"
+    )
+    nan_check: str = setting(
+        "step", "when to look for NaN/Inf losses and gradients", choices=("step", "log")
+    )
+    nan_retries: int = setting(3, "roll back to the last good state at most this often")
+    nan_lr_factor: float = setting(0.5, "each rollback multiplies both learning rates by this")
+    collapse_threshold: float = setting(
+        0.1, "warn when sample diversity / data diversity drops below this (0: never)"
+    )
+    deterministic: bool = setting(
+        False, "deterministic kernels only (for GPUs; CPU runs already are)"
+    )
 
     def validate(self) -> None:
         """Raise a UserError for values that make no sense."""
@@ -111,16 +178,10 @@ class TrainConfig:
             raise UserError(f"seed must be in 0..{MAX_SEED} (got {self.seed})")
         if self.max_images is not None and self.max_images <= 0:
             raise UserError(f"max_images must be > 0 (got {self.max_images})")
-        if self.optimizer not in ("adam", "rmsprop"):
-            raise UserError(f"optimizer must be adam or rmsprop (got {self.optimizer!r})")
-        if self.optimizer_impl not in ("fused", "foreach", "loop"):
-            raise UserError(
-                f"optimizer_impl must be fused, foreach or loop (got {self.optimizer_impl!r})"
-            )
-        if self.data_device not in ("auto", "cpu"):
-            raise UserError(f"data_device must be auto or cpu (got {self.data_device!r})")
-        if self.precision not in ("fp32", "bf16", "auto"):
-            raise UserError(f"precision must be fp32, bf16 or auto (got {self.precision!r})")
+        for f in fields(self):
+            allowed, value = f.metadata.get("choices"), getattr(self, f.name)
+            if allowed and value not in allowed:
+                raise UserError(f"{f.name} must be {choice_text(allowed)} (got {value!r})")
         if self.eval_every_kimg is not None:
             if not (self.eval_every_kimg > 0 and math.isfinite(self.eval_every_kimg)):
                 raise UserError(f"eval_every_kimg must be > 0 (got {self.eval_every_kimg})")
@@ -133,8 +194,6 @@ class TrainConfig:
             raise UserError(
                 f"keep_best={self.keep_best} must be one of the eval_metrics ({', '.join(names)})"
             )
-        if self.nan_check not in ("step", "log"):
-            raise UserError(f"nan_check must be step or log (got {self.nan_check!r})")
         if self.nan_retries < 0:
             raise UserError(f"nan_retries must be >= 0 (got {self.nan_retries})")
         if not 0.0 < self.nan_lr_factor <= 1.0:
