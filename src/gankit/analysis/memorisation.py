@@ -187,10 +187,9 @@ def memorisation_report(
     run = load(run_dir, device=device, ema=ema)
     ck = run.checkpoint
     rc = ck.run_config
-    mc = rc.model_config
     spec = data if data is not None else rc.train.data
     root = data_root if data_root is not None else rc.train.data_root
-    res, ch = int(mc["resolution"]), int(mc["channels"])
+    res, ch = rc.resolution, rc.channels
     common = {"resolution": res, "channels": ch, "root": root, "download": rc.train.download}
     train_ds = load_dataset(spec, train=True, max_images=rc.train.max_images, **common)
     held_ds = load_dataset(spec, train=False, **common)
