@@ -16,7 +16,7 @@ import torch
 
 from gankit import viz
 from gankit.cli import main
-from gankit.metrics import protocol
+from gankit.metrics import kinds, protocol
 from gankit.models import list_models
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v1"
@@ -77,9 +77,9 @@ def test_eval_refuses_an_absurd_sample_count_before_any_work(
 
     monkeypatch.setattr(protocol, "generate_images", no_generation)
     assert main(["eval", str(runs["dcgan"]), "--metrics", "fd99999999k_mnistcnn"]) == 2
-    assert f"at most {protocol.MAX_SAMPLES:,}" in _one_line_error(capsys)
-    assert protocol.MAX_SAMPLES >= 50_000  # fid50k must stay possible
-    assert protocol.parse_metric("fid50k_inception").n == 50_000
+    assert f"at most {kinds.MAX_SAMPLES:,}" in _one_line_error(capsys)
+    assert kinds.MAX_SAMPLES >= 50_000  # fid50k must stay possible
+    assert kinds.parse_metric("fid50k_inception").n == 50_000
 
 
 @pytest.mark.parametrize("metric", ["fd50k_mnistcnn", "is2k_pixel", "fd2k_inception"])

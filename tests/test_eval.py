@@ -16,7 +16,7 @@ from gankit.cli import main
 from gankit.errors import UserError
 from gankit.metrics import evaluate_real, evaluate_run, parse_metric
 from gankit.metrics.features import FeatureExtractor, Features
-from gankit.metrics.protocol import real_features
+from gankit.metrics.reference import real_features
 
 TINY = ["--resolution", "16", "--no-progress", "--set", "ngf=8", "--set", "ndf=8"]
 
@@ -340,7 +340,7 @@ def test_stacked_mode_count_through_eval(tmp_path: Path, digits_classifier: Path
     assert rec["values"]["kl"] >= 0.0
     # The same count as classifying the same 300 samples by hand, channel by channel.
     from gankit.metrics.classifier import load_classifier
-    from gankit.metrics.protocol import generate_images
+    from gankit.metrics.scoring import generate_images
     from gankit.sampling import load
 
     loaded = load(run)
