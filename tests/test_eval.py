@@ -105,6 +105,18 @@ def test_real_held_out_data_scores_near_the_floor(cond_run: Path) -> None:
     assert floor[1]["values"]["precision"] > 0.9 and floor[1]["values"]["recall"] > 0.9
 
 
+def test_evaluate_run_scores_the_floor_in_the_same_call(cond_run: Path) -> None:
+    before = (cond_run / "eval.jsonl").read_text().splitlines()
+    recs = evaluate_run(cond_run, "fd100_pixel,kid100_pixel", floor=True, seed=2)
+    after = (cond_run / "eval.jsonl").read_text().splitlines()
+    assert len(after) == len(before) + 2  # the run's records only: the floor is never appended
+    own, floor = recs[:2], recs[2:]
+    assert [r["protocol"]["generator"] for r in own] == ["G_ema"] * 2
+    assert [r["model"] for r in floor] == ["real"] * 2
+    alone = evaluate_real("digits", "fd100_pixel,kid100_pixel", resolution=16, channels=1, seed=2)
+    assert [r["value"] for r in floor] == [r["value"] for r in alone]
+
+
 class CountingExtractor(FeatureExtractor):
     name = "counting"
     resolution = 16
