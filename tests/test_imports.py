@@ -82,6 +82,7 @@ def _imports(package: str) -> dict[str, set[str]]:
         ("gankit.serve", "gankit.training"),
         ("gankit.viz", "gankit.training"),
         ("gankit.checkpoint", "gankit.training"),
+        ("gankit.checks", "gankit.training"),
         ("gankit.sampling", "gankit.training"),
         ("gankit.files", "gankit.checkpoint"),
         ("gankit.viz", "gankit.checkpoint"),

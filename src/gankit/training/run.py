@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import Checkpoint, check_run_config, list_checkpoints, load_checkpoint
+from ..checkpoint import Checkpoint, list_checkpoints, load_checkpoint
+from ..checks import check_run_config
 from ..config import RESUMABLE_KEYS, RunConfig, TrainConfig, apply_overrides, to_dict
 from ..data import load_dataset
 from ..data.base import ImageDataset

@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from ...checkpoint import read_verified, seal, state_mismatch
+from ...checkpoint import read_verified, seal
+from ...checks import state_mismatch
 from ...data.stacked import STACKED_SOURCES
 from ...errors import UserError
 from ...files import atomic_write_bytes
