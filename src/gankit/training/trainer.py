@@ -54,6 +54,7 @@ from ..distributed import (
 from ..errors import UserError
 from ..latent import class_grid, prior_of
 from ..models import create_model
+from ..modes import eval_mode
 from ..objectives import create_objective
 from ..regularisers import Step, create_regularisers
 from .ema import ema_beta, make_ema, update_ema
@@ -618,18 +619,16 @@ class Trainer:
     @torch.no_grad()
     def sample_grid(self, path: Path) -> Path:
         net = self.G_ema if self.G_ema is not None else self.G
-        was_training = net.training
-        net.eval()
         z, y, nrow = self.grid_inputs()
         z = z.to(self.device)
         y = None if y is None else y.to(self.device)
-        imgs = torch.cat(
-            [
-                net(z[i : i + 256], None if y is None else y[i : i + 256])
-                for i in range(0, z.shape[0], 256)
-            ]
-        )
-        net.train(was_training)
+        with eval_mode(net):
+            imgs = torch.cat(
+                [
+                    net(z[i : i + 256], None if y is None else y[i : i + 256])
+                    for i in range(0, z.shape[0], 256)
+                ]
+            )
         self._watch_diversity(imgs, y)
         if isinstance(self.dataset, PointDataset):  # 2D points: a scatter over the real ones
             return self._scatter(self.dataset.to_points(imgs), path)
