@@ -264,3 +264,35 @@ def test_cli_ablate_errors_are_one_line(runs, capsys, model, extra, fragment) ->
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err and "Traceback" not in err
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_ablate_run_and_its_lines_are_the_command(runs, capsys, tmp_path, monkeypatch) -> None:
+    """`ablate_run` + `ablation_lines` print and write what `gankit ablate` does; `run_layers`
+    is `--list`."""
+    from gankit.analysis.ablation import (
+        ablate_run,
+        ablation_lines,
+        format_layers,
+        run_layers,
+    )
+
+    from .test_cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    run = runs["dcgan"]
+    rc, out, err = cli(capsys, "ablate", run, "--list")
+    assert rc == 0, err
+    assert format_layers(run_layers(run)) + "\n" == out
+    for how, extra in (("channels", ["--channels", "1,2"]), ("region", ["--region", "0,0,8,8"])):
+        argv = ["--layer", "1", "--top", "2", "--n", "8", "--seeds", "0-1", "--out", how]
+        rc, out, err = cli(capsys, "ablate", run, *argv, *extra)
+        assert rc == 0, err
+        written = Path(how, "ablation-layer1.json").read_bytes()
+        report = ablate_run(
+            run, 1, top=2, n=8, seeds=[0, 1], out=how,
+            channels=[1, 2] if how == "channels" else None,
+            region=[0, 0, 8, 8] if how == "region" else None,
+        )  # fmt: skip
+        assert "\n".join(ablation_lines(report)) + "\n" == out
+        assert Path(how, "ablation-layer1.json").read_bytes() == written
+        assert out.startswith("top channels by region contrast") == (how == "region")

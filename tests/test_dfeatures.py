@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +20,8 @@ from gankit.errors import UserError
 from gankit.models import create_model
 
 from .conftest import tiny_overrides
+
+FIXTURES = Path(__file__).parent / "fixtures" / "v1"
 
 
 def _dcgan_d(seed: int = 0):
@@ -115,3 +120,48 @@ def test_a_conditional_d_never_sees_the_true_labels():
     tr, te = few_labels(y[:120], 20), torch.arange(120, 240)
     cheat = linear_probe(leaked[tr], y[tr], leaked[te], y[te], C=1.0)
     assert cheat.accuracy > 0.9  # so the test above can fail
+
+
+# ----------------------------------------------------------------------------- the commands' API
+
+
+@pytest.mark.parametrize("model", ["dcgan", "cdcgan"])
+def test_probe_run_is_the_command(model, capsys, tmp_path, monkeypatch):
+    """`probe_run` prints and writes what `gankit probe` does (a conditional D sees label 0)."""
+    from gankit.analysis import probe_run
+
+    from .test_inside import same_as_cli
+
+    monkeypatch.chdir(tmp_path)
+    run = FIXTURES / model
+    res = same_as_cli(
+        capsys,
+        ("probe", run, "--per-class", "3", "--test", "30", "--C", "0.01", "--out", "p.json"),
+        lambda: probe_run(run, per_class=3, test=30, C=0.01, out="p.json"),
+        ["p.json"],
+    )
+    assert res.path == Path("p.json") and res.figure == Path("p.png") and res.figure.exists()
+    assert [r.name for r in res.results] == ["trained D", "random D", "pixels"]
+    assert res.random_seed == res.report["random_d_seed"] == 1  # the training seed + 1
+    assert all(r.train_examples == 30 and r.test_examples == 30 for r in res.results)
+
+
+def test_probe_run_needs_labels_and_features_run_an_npz(tmp_path):
+    from gankit.analysis import features_run, probe_run
+
+    data = "npz:" + str(_unlabelled(tmp_path))
+    with pytest.raises(UserError, match="no class labels"):
+        probe_run(FIXTURES / "dcgan", data=data, out=tmp_path / "p.json")
+    res = features_run(FIXTURES / "dcgan", data=data, out=tmp_path / "f.npz")
+    with np.load(res.path) as f:
+        assert f["x"].shape == (20, res.dims) and f["y"].shape == (0,)  # no labels: y is empty
+    with pytest.raises(UserError, match=r"\.npz"):
+        features_run(FIXTURES / "dcgan", n=2, out=tmp_path / "f.txt")
+    assert not (tmp_path / "p.json").exists() and not (tmp_path / "f.txt").exists()
+
+
+def _unlabelled(tmp_path: Path) -> Path:
+    path = tmp_path / "faces.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.integers(0, 256, (20, 16, 16, 1), dtype=np.uint8))
+    return path

@@ -282,3 +282,124 @@ def test_features_match_the_formula_and_the_random_d_differs(runs, capsys):
     assert rc == 0, err
     with np.load("r.npz") as r:
         assert r["x"].shape == x.shape and not np.allclose(r["x"], x)
+
+
+# ----------------------------------------------------------------------------- the commands' API
+
+CLASSIFIER = Path(__file__).parent / "fixtures" / "v1" / "classifier-digits.safetensors"
+
+
+def same_as_cli(capsys, argv, call, reports=()):
+    """Run `gankit ARGV`, then `call()`, the API function behind it, with the same options:
+    the result's lines are what the command printed, and it rewrites the same reports."""
+    rc, out, err = cli(capsys, *argv)
+    assert rc == 0, err
+    written = {Path(p): Path(p).read_bytes() for p in reports}
+    result = call()
+    assert "\n".join(result.lines()) + "\n" == out
+    for path, data in written.items():
+        assert path.read_bytes() == data, path
+    return result
+
+
+def test_interpolate_run_is_the_command(runs, capsys):
+    from gankit.analysis import interpolate_run
+
+    res = same_as_cli(
+        capsys,
+        ("interpolate", runs["cdcgan"], "--seeds", "4,5", "--steps", "3", "--slerp",
+         "--features", "mnistcnn", "--evaluator", CLASSIFIER, "--out", "walk"),
+        lambda: interpolate_run(runs["cdcgan"], seeds="4,5", steps=3, spherical=True,
+                                features="mnistcnn", evaluator=str(CLASSIFIER), out="walk"),
+        ["walk.json"],
+    )  # fmt: skip
+    assert res.notes == ["class-conditional model: walking at class 0 (choose with --class)"]
+    assert res.frames == 3 and set(res.measured) == {"pixels", "mnistcnn"}
+    assert res.report_path == Path("walk.json") and res.paths["gif"] == Path("walk.gif")
+    assert res.report["classes"] == [0, 0] and res.walk.spherical
+
+
+def test_arithmetic_run_is_the_command(runs, capsys):
+    from gankit.analysis import arithmetic_run
+
+    res = same_as_cli(
+        capsys,
+        ("arithmetic", runs["dcgan"], "--a", "class=1", "--b", "thin", "--c", "4,5",
+         "--pool", "0-9", "--per-group", "2", "--draws", "3", "--evaluator", CLASSIFIER,
+         "--out", "ar"),
+        lambda: arithmetic_run(runs["dcgan"], a="class=1", b="thin", c="4,5", pool="0-9",
+                               per_group=2, draws=3, evaluator=str(CLASSIFIER), out="ar"),
+        ["ar.json"],
+    )  # fmt: skip
+    assert res.figure == Path("ar.png") and res.report_path == Path("ar.json")
+    assert sum(res.report["result_classes"]) == 3 and res.result.result.shape[0] == 3
+    assert res.titles["c"] == "seeds 4,5" and len(res.report["groups"]["a"]) == 2
+    with pytest.raises(UserError, match="--b"):
+        arithmetic_run(runs["dcgan"], a="1", b=None, c="2")
+
+
+def test_codes_mixing_and_truncation_runs_are_the_commands(runs, capsys):
+    from gankit.analysis import codes_run, mixing_run, truncation_run
+
+    res = same_as_cli(
+        capsys,
+        ("codes", runs["infogan"], "--seeds", "0-1", "--steps", "3", "--purity", "4",
+         "--evaluator", CLASSIFIER, "--out", "cd"),
+        lambda: codes_run(runs["infogan"], seeds="0-1", steps=3, purity=4,
+                          evaluator=str(CLASSIFIER), out="cd"),
+        ["cd-purity.json"],
+    )  # fmt: skip
+    assert res.figure == Path("cd.png") and res.purity["n_per_code"] == 4
+    assert codes_run(runs["infogan"], seeds=[0], steps=2, out="c2").purity is None
+    with pytest.raises(UserError, match="no latent codes"):  # the spec says so, not the network
+        codes_run(runs["dcgan"])
+    res = same_as_cli(
+        capsys,
+        ("mixing", runs["stylegan"], "--rows", "0-1", "--cols", "2-3", "--out", "mx"),
+        lambda: mixing_run(runs["stylegan"], rows="0-1", cols="2-3", out="mx"),
+    )
+    assert res.figure == Path("mx.png")
+    with pytest.raises(UserError, match="no style inputs"):
+        mixing_run(runs["dcgan"])
+    res = same_as_cli(
+        capsys,
+        ("truncation", runs["stylegan"], "--values", "none,0.5", "--seeds", "0-2", "--out", "tr"),
+        lambda: truncation_run(runs["stylegan"], values="none,0.5", seeds="0-2", out="tr"),
+        ["tr.json"],
+    )
+    assert res.sweep.values == [None, 0.5] and res.report["space"] == "w"
+    assert (
+        truncation_run(runs["dcgan"], values=[1.0, 2.0], seeds=[0, 1], out="t2").sweep.space == "z"
+    )
+
+
+def test_features_run_is_the_command(runs, capsys):
+    from gankit.analysis import features_run
+
+    rc, out, err = cli(
+        capsys, "features", runs["dcgan"], "--n", "6", "--random-d", "--out", "c.npz"
+    )
+    assert rc == 0, err
+    res = features_run(runs["dcgan"], n=6, random_d=True, out="a.npz")
+    assert "\n".join(res.lines()) + "\n" == out.replace("c.npz", "a.npz")
+    with np.load("a.npz") as a, np.load("c.npz") as c:
+        np.testing.assert_array_equal(a["x"], c["x"])
+        np.testing.assert_array_equal(a["y"], c["y"])
+        dims = a["x"].shape[1]
+    assert res.path == Path("a.npz") and res.n == 6 and res.split == "test"
+    assert res.dims == dims == feature_size(load(runs["dcgan"]).model.D, 1, 16)
+    assert not features_run(runs["dcgan"], n=2, split="train", out="t.npz").random_d
+
+
+def test_default_outputs_are_in_the_run_folder(tmp_path):
+    from gankit.analysis import figure_prefix, probe_path
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    ckpt = run / "checkpoints" / "ckpt-000064.safetensors"
+    assert figure_prefix(run, None, "codes") == figure_prefix(ckpt, None, "codes") == run / "codes"
+    assert figure_prefix(run, "x/fig.png", "codes") == Path("x/fig")
+    assert figure_prefix(run, "x/fig.v2", "codes") == Path("x/fig.v2")
+    assert probe_path(run, None) == run / "probe.json"
+    assert probe_path(ckpt, None) == ckpt.with_suffix(".probe.json")
+    assert probe_path(run, "p.json") == Path("p.json")

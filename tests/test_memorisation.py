@@ -214,3 +214,40 @@ def test_report_end_to_end(digits_run: Path, tmp_path: Path) -> None:
 def test_report_refuses_no_samples(digits_run: Path) -> None:
     with pytest.raises(UserError, match="n must be at least 1"):
         memorisation_report(digits_run, n=0)
+
+
+# ----------------------------------------------------------------------------- the command's API
+
+
+def test_memorisation_run_is_the_command(digits_run: Path, capsys, tmp_path, monkeypatch) -> None:
+    """`memorisation_run` prints and writes what `gankit memorisation` does, feature space too."""
+    from gankit.analysis import memorisation_run
+
+    from .test_inside import CLASSIFIER, same_as_cli
+
+    monkeypatch.chdir(tmp_path)
+    argv = ("--n", "12", "--seed", "3", "--features", "mnistcnn", "--evaluator", CLASSIFIER)
+    res = same_as_cli(
+        capsys,
+        ("memorisation", digits_run, *argv, "--out", "mem"),
+        lambda: memorisation_run(
+            digits_run, n=12, seed=3, features="mnistcnn", evaluator=str(CLASSIFIER), out="mem"
+        ),
+        ["mem/memorisation.json"],
+    )
+    assert set(res.report["spaces"]) == {"pixel", "mnistcnn"}
+    assert res.report["protocol"]["seeds"] == "3-14"
+    assert any(line.startswith("note: ") for line in res.lines())  # the leave-one-out note
+    assert res.lines()[-1] == "figure (mnistcnn): mem/memorisation-mnistcnn.png"
+
+
+def test_memorisation_lines_show_an_undefined_ratio_as_nan() -> None:
+    from gankit.analysis import MemorisationRun
+
+    st = {"median_generated": 0.5, "median_heldout": 0.0, "ratio_median": None,
+          "near_copy_fraction": 0.25}  # fmt: skip
+    lines = MemorisationRun({"spaces": {"pixel": st}, "figures": {}}).lines()
+    assert lines == [
+        "    pixel: median distance to the nearest training image: generated 0.5, held-out "
+        "real 0 (ratio nan); near copies 25.0%"
+    ]

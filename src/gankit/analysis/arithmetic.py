@@ -18,10 +18,16 @@ from typing import Any
 
 import torch
 
+from ..data.base import to_uint8
 from ..errors import UserError
+from ..files import atomic_write_json
+from ..latent import prior_of
+from ..metrics.classifier import find_classifier
+from ..sampling import check_class, generate, load, parse_seeds, render
 from ..viz import save_figure
-from .attributes import Attribute
+from .attributes import Attribute, AttributeSpec, ink, make_attribute, parse_attribute
 from .latent_walks import arithmetic
+from .paths import figure_prefix
 
 NOISE_SCALE = 0.25  # the paper's uniform noise around the result
 
@@ -95,8 +101,6 @@ def run_arithmetic(
         draws: images of the result, the first without noise.
         noise: scale of the uniform noise of the other draws.
     """
-    from ..latent import prior_of
-
     prior = prior_of(G)
     members, means = {}, {}
     for name in ("a", "b", "c"):
@@ -149,3 +153,100 @@ def save_arithmetic_figure(
 
     save_figure(fig, path, dpi=110)
     return Path(path)
+
+
+# ----------------------------------------------------------------------------- a saved run
+
+
+@dataclass
+class ArithmeticRun:
+    """What `arithmetic_run` computed and wrote."""
+
+    result: ArithmeticResult
+    titles: dict[str, str]  # "a", "b", "c" -> how each group was given (and its seeds)
+    report: dict[str, Any]  # as written to `report_path`
+    figure: Path
+    report_path: Path
+
+    def lines(self) -> list[str]:
+        """What `gankit arithmetic` prints."""
+        out = []
+        counts = self.report.get("result_classes")
+        if counts is not None:
+            named = ", ".join(f"{c}: {n}" for c, n in enumerate(counts) if n)
+            out.append(f"classifier on the {self.report['draws']} result images: {named}")
+        for name in ("a", "b", "c"):
+            ink_mean = self.report["ink"][f"mean z of {name}"]
+            out.append(f"  {name}: {self.titles[name]}; ink of G(mean z) {ink_mean:.3f}")
+        out.append(f"  a - b + c: ink {self.report['ink']['result']:.3f}")
+        out.append(f"figure: {self.figure}")
+        return out
+
+
+def arithmetic_run(
+    run: str | os.PathLike,
+    *,
+    a: str | None,  # each group: seeds ("1,2,3") or an attribute ("class=7", "bold", ...)
+    b: str | None,
+    c: str | None,
+    per_group: int = 3,  # seeds an attribute picks
+    pool: str | Sequence[int] = "0-499",  # the candidates an attribute picks from
+    draws: int = 8,  # result images, the first noise-free
+    noise: float = NOISE_SCALE,
+    label: int | None = None,  # the class of a conditional model (default 0)
+    evaluator: str | None = None,  # domain classifier file for class=K
+    out: str | os.PathLike | None = None,  # path without suffix; default RUN/arithmetic
+    ema: bool = True,
+    device: str = "cpu",
+) -> ArithmeticRun:
+    """mean(a) - mean(b) + mean(c) on a saved run's latents: PREFIX.png and PREFIX.json."""
+    loaded = load(run, device=device, ema=ema)
+    check_class(loaded, label)
+    label = label if label is not None else (0 if loaded.num_classes else None)
+
+    def labels_for(n: int) -> list[int] | None:
+        return None if label is None else [label] * n
+
+    given = {"a": a, "b": b, "c": c}
+    specs: dict[str, AttributeSpec | None] = {}
+    for name, text in given.items():
+        if text is None:
+            raise UserError(f"give --{name} (seeds such as 1,2,3 or an attribute such as class=7)")
+        specs[name] = None if text[:1].isdigit() else parse_attribute(text)
+    classifier = None
+    if any(s is not None and s.needs_classifier for s in specs.values()):
+        data = loaded.checkpoint.run_config.train.data
+        classifier = find_classifier(data, evaluator, device=loaded.device)
+    candidates = parse_seeds(pool)
+    groups, scores, titles = {}, {}, {}
+    for name, spec in specs.items():
+        text = str(given[name])
+        if spec is None:
+            groups[name] = parse_seeds(text)
+            titles[name] = f"seeds {text}"
+            continue
+        attr = make_attribute(
+            spec, classifier and classifier.classify, classifier and classifier.num_classes
+        )
+        groups[name], scores[name] = pick_seeds(
+            lambda s: generate(loaded, s, labels_for(len(s))), attr, candidates, per_group
+        )
+        titles[name] = f"{text} (seeds {','.join(map(str, groups[name]))})"
+    res = run_arithmetic(
+        loaded.G, lambda z: render(loaded, z, labels_for(z.shape[0])), groups, draws, noise
+    )
+    prefix = figure_prefix(run, out, "arithmetic")
+    fig = save_arithmetic_figure(res, prefix.with_name(prefix.name + ".png"), titles)
+    report = {
+        "run": str(run), "nimg": loaded.checkpoint.nimg, "groups": groups, "scores": scores,
+        "titles": titles, "draws": draws, "noise": noise, "figure": str(fig),
+        "ink": {**{f"mean z of {k}": float(ink(v)[0]) for k, v in res.means.items()},
+                "result": float(ink(res.result[:1])[0]),
+                "result draws (mean)": float(ink(res.result).mean())},
+    }  # fmt: skip
+    if classifier is not None:
+        logits = classifier.classify(to_uint8(res.result))
+        report["result_classes"] = logits.argmax(1).bincount(minlength=logits.shape[1]).tolist()
+    report_path = prefix.with_name(prefix.name + ".json")
+    atomic_write_json(report_path, report)
+    return ArithmeticRun(res, titles, report, fig, report_path)

@@ -9,6 +9,7 @@ different digits, the code has learned the classes without labels.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,8 +21,13 @@ from torch import nn
 
 from ..data.base import to_uint8
 from ..errors import UserError
+from ..files import atomic_write_json
 from ..latent import prior_of
+from ..metrics.protocol import ExtractorOptions
 from ..modes import eval_mode
+from ..sampling import load, parse_seeds
+from ..viz import grid_image, save_figure
+from .paths import figure_prefix
 
 
 @dataclass
@@ -122,8 +128,6 @@ def save_code_sweep_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..viz import grid_image
-
     prior = _info_prior(G)
     codes = [f"cat:{i}" for i in range(len(prior.categorical))]
     codes += [f"cont:{i}" for i in range(prior.continuous)]
@@ -147,13 +151,7 @@ def save_code_sweep_figure(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return save_figure(fig, path, dpi=120)
 
 
 @torch.no_grad()
@@ -208,3 +206,51 @@ def categorical_purity(
         "per_code": purity,
         "n_per_code": n_per_code,
     }
+
+
+@dataclass
+class CodesRun:
+    """What `codes_run` drew and measured."""
+
+    figure: Path  # PREFIX.png: one sweep per code
+    purity: dict[str, Any] | None  # `categorical_purity`, when asked for
+    purity_path: Path | None  # PREFIX-purity.json
+
+    def lines(self) -> list[str]:
+        """What `gankit codes` prints."""
+        out = [f"code sweeps: {self.figure}"]
+        if self.purity is not None:
+            out += json.dumps(self.purity, indent=2).split("\n")
+        return out
+
+
+def codes_run(
+    run: str | os.PathLike,
+    *,
+    seeds: str | Sequence[int] = "0-7",  # one row per seed
+    steps: int = 10,  # columns of a continuous sweep
+    span: float = 2.0,  # continuous codes go -span..span
+    purity: int | None = None,  # also measure categorical purity with N samples per code
+    evaluator: str | None = None,  # domain classifier file (mnistcnn)
+    out: str | os.PathLike | None = None,  # path without suffix; default RUN/codes
+    ema: bool = True,
+    device: str = "cpu",
+) -> CodesRun:
+    """InfoGAN code sweeps of a saved run (PREFIX.png) and, with `purity`, how purely each
+    category of the categorical code makes one class (PREFIX-purity.json)."""
+    loaded = load(run, device=device, ema=ema)
+    if not loaded.model.spec.codes:
+        raise UserError(f"{loaded.model.name} has no latent codes to sweep (an infogan model has)")
+    prefix = figure_prefix(run, out, "codes")
+    fig = save_code_sweep_figure(
+        loaded.G, prefix.with_name(prefix.name + ".png"), parse_seeds(seeds), steps, span,
+        title=f"{loaded.model.name}, {loaded.checkpoint.nimg:,} images",
+    )  # fmt: skip
+    if not purity:
+        return CodesRun(fig, None, None)
+    data = loaded.checkpoint.run_config.train.data
+    classify = ExtractorOptions(data=data, evaluator=evaluator).get("mnistcnn").classify
+    result = categorical_purity(loaded.G, classify, n_per_code=purity)
+    path = prefix.with_name(prefix.name + "-purity.json")
+    atomic_write_json(path, result)
+    return CodesRun(fig, result, path)

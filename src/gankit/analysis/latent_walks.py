@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..data.base import to_uint8
+from ..errors import UserError
+from ..files import atomic_write_json
 from ..latent import prior_of
+from ..metrics.protocol import ExtractorOptions
+from ..sampling import load, parse_seeds, render
 from ..viz import save_figure
+from .paths import figure_prefix
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -227,3 +234,84 @@ def save_walk_figures(
 
         save_figure(fig, out["steps"], dpi=110)
     return out
+
+
+# ----------------------------------------------------------------------------- a saved run
+
+
+@dataclass
+class InterpolateRun:
+    """What `interpolate_run` walked, measured and wrote."""
+
+    walk: Walk
+    frames: int
+    measured: dict[str, Smoothness]  # "pixels", and the feature space asked for
+    paths: dict[str, Path]  # "grid", "gif", "steps"
+    report: dict[str, Any]  # as written to `report_path`
+    report_path: Path
+    notes: list[str] = field(default_factory=list)  # defaults chosen for the user
+
+    def lines(self) -> list[str]:
+        """What `gankit interpolate` prints."""
+        out = [f"gankit: {note}" for note in self.notes]
+        out.append(f"{walk_title(self.walk)}: {self.frames} frames")
+        for name, sm in self.measured.items():
+            out.append(
+                f"  step size ({name}, RMS): mean {sm.mean:.4g}, max {sm.max:.4g}, "
+                f"max/mean {sm.max_over_mean:.2f}" + ("  <- a jump" if sm.max_over_mean > 3 else "")
+            )
+        p = self.paths
+        out.append(f"  grid: {p['grid']}  animation: {p['gif']}  steps: {p['steps']}")
+        return out
+
+
+def interpolate_run(
+    run: str | os.PathLike,
+    *,
+    seeds: str | Sequence[int] = "3,17",  # the waypoints
+    steps: int = 10,  # frames per leg, ends included (2..200)
+    spherical: bool = False,  # slerp instead of lerp in z
+    classes: str | Sequence[int] | None = None,  # one class, or one per waypoint
+    features: str = "pixel",  # also measure steps in "mnistcnn" or "inception" space
+    evaluator: str | None = None,  # domain classifier file (mnistcnn)
+    out: str | os.PathLike | None = None,  # path without suffix; default RUN/interpolate
+    ema: bool = True,
+    device: str = "cpu",
+) -> InterpolateRun:
+    """A latent walk of a saved run: PREFIX.png, .gif, -steps.png and a .json report.
+
+    A conditional model walks at class 0 unless `classes` is given (a note says so).
+    """
+    loaded = load(run, device=device, ema=ema)
+    seeds, classes = parse_seeds(seeds), None if classes is None else parse_seeds(classes)
+    notes = []
+    if loaded.num_classes and classes is None:
+        classes = [0]
+        notes.append("class-conditional model: walking at class 0 (choose with --class)")
+    if classes is not None and not loaded.num_classes:
+        raise UserError(f"{loaded.model.name} is not class-conditional; drop --class")
+    if steps < 2 or steps > 200:
+        raise UserError(f"--steps must be between 2 and 200 (got {steps})")
+    try:
+        walk = make_walk(loaded.G, seeds, steps, spherical, classes, loaded.num_classes)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    frames = render(loaded, walk.z, walk.y)
+    measured = {"pixels": smoothness(frames)}
+    if features != "pixel":
+        data = loaded.checkpoint.run_config.train.data
+        opts = ExtractorOptions(data=data, evaluator=evaluator, device=device)
+        measured[features] = smoothness(opts.get(features)(to_uint8(frames)).features)
+    prefix = figure_prefix(run, out, "interpolate")
+    paths = save_walk_figures(frames, walk, prefix, measured)
+    ck = loaded.checkpoint
+    report = {
+        "run": str(run), "checkpoint": str(ck.path), "nimg": ck.nimg,
+        "walk": walk_title(walk), "seeds": walk.seeds, "classes": walk.classes,
+        "steps": walk.steps, "slerp": walk.spherical, "frames": int(frames.shape[0]),
+        "smoothness": {k: v.to_json() for k, v in measured.items()},
+        "figures": {k: str(v) for k, v in paths.items()},
+    }  # fmt: skip
+    report_path = prefix.with_name(prefix.name + ".json")
+    atomic_write_json(report_path, report)
+    return InterpolateRun(walk, int(frames.shape[0]), measured, paths, report, report_path, notes)

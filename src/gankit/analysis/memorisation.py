@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..checkpoint import run_folder
+from ..checkpoint import load_checkpoint, run_folder
 from ..data import load_dataset
 from ..data.base import to_uint8
 from ..errors import UserError
@@ -53,6 +54,7 @@ from ..metrics.neighbours import (  # noqa: F401
     space_stats,
     summarise,
 )
+from ..metrics.protocol import ExtractorOptions
 from ..sampling import generate, load
 from ..viz import save_figure
 
@@ -258,3 +260,65 @@ def memorisation_report(
     result = {"protocol": protocol, "spaces": spaces, "figures": figures, "notes": notes}
     atomic_write_json(out / "memorisation.json", result)
     return result
+
+
+@dataclass
+class MemorisationRun:
+    """What `memorisation_run` measured and wrote (RUN/memorisation.json and its figures)."""
+
+    report: dict[str, Any]  # as `memorisation_report` returns and writes it
+
+    def lines(self) -> list[str]:
+        """What `gankit memorisation` prints."""
+        out = []
+        for space, st in self.report["spaces"].items():
+            ratio = st.get("ratio_median")
+            if ratio is None:
+                ratio = float("nan")  # held-out median 0: every held-out image repeats
+            out.append(
+                f"{space:>9}: median distance to the nearest training image: generated "
+                f"{st['median_generated']:.4g}, held-out real {st['median_heldout']:.4g} "
+                f"(ratio {ratio:.3g}); near copies {st['near_copy_fraction']:.1%}"
+            )
+        out += [f"note: {note}" for note in self.report.get("notes", [])]
+        out += [f"figure ({space}): {path}" for space, path in self.report["figures"].items()]
+        return out
+
+
+def memorisation_run(
+    run: str | os.PathLike,
+    *,
+    features: str = "pixel",  # also a feature space: "mnistcnn" or "inception"
+    n: int = 1000,  # generated samples
+    seed: int = 0,
+    data: str | None = None,  # training data; default: the run's
+    data_root: str | None = None,
+    evaluator: str | None = None,  # domain classifier file (mnistcnn)
+    inception_weights: str | None = None,
+    out: str | os.PathLike | None = None,  # folder for the figures; default the run folder
+    ema: bool = True,
+    device: str = "cpu",
+) -> MemorisationRun:
+    """`memorisation_report` with the feature extractor named by `features` (pixel space is
+    always measured too)."""
+    extractor = None
+    if features != "pixel":
+        opts = ExtractorOptions(
+            data=data or load_checkpoint(run).run_config.train.data,
+            evaluator=evaluator,
+            inception_weights=inception_weights,
+            device=device,
+        )
+        extractor = opts.get(features)
+    report = memorisation_report(
+        run,
+        data=data,
+        data_root=data_root,
+        n=n,
+        seed=seed,
+        extractor=extractor,
+        out_dir=out,
+        ema=ema,
+        device=device,
+    )
+    return MemorisationRun(report)

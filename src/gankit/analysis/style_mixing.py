@@ -19,8 +19,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..latent import prior_of
 from ..modes import eval_mode
+from ..sampling import load, parse_seeds
+from ..viz import save_grid
+from .paths import figure_prefix
 
 
 @dataclass(frozen=True)
@@ -101,9 +105,44 @@ def save_style_mixing_figure(
     scale: int | None = None,
 ) -> Path:
     """Write the style-mixing grid as a PNG (`scale`: default 2 for images of <= 32 pixels)."""
-    from ..viz import save_grid
-
     images, layout = style_mixing_grid(G, row_seeds, col_seeds, crossover, truncation)
     if scale is None:
         scale = 2 if images.shape[-1] <= 32 else 1
     return save_grid(images, path, nrow=layout.nrow, scale=scale)
+
+
+@dataclass
+class MixingRun:
+    """What `mixing_run` drew."""
+
+    figure: Path
+
+    def lines(self) -> list[str]:
+        """What `gankit mixing` prints."""
+        return [f"style mixing (rows: coarse styles, columns: fine styles): {self.figure}"]
+
+
+def mixing_run(
+    run: str | os.PathLike,
+    *,
+    rows: str | Sequence[int] = "0-4",  # seeds of the coarse styles
+    cols: str | Sequence[int] = "5-10",  # seeds of the fine styles
+    crossover: int | None = None,  # first style input taken from the column seed
+    truncation: float | None = None,  # psi in (0, 1]
+    out: str | os.PathLike | None = None,  # path without suffix; default RUN/mixing
+    ema: bool = True,
+    device: str = "cpu",
+) -> MixingRun:
+    """The style-mixing grid of a saved StyleGAN run, as PREFIX.png."""
+    loaded = load(run, device=device, ema=ema)
+    if not loaded.model.spec.style_mixing:
+        raise UserError(f"{loaded.model.name} has no style inputs to mix (a stylegan model has)")
+    prefix = figure_prefix(run, out, "mixing")
+    try:
+        fig = save_style_mixing_figure(
+            loaded.G, parse_seeds(rows), parse_seeds(cols),
+            prefix.with_name(prefix.name + ".png"), crossover, truncation,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return MixingRun(fig)

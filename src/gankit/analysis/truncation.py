@@ -11,11 +11,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..errors import UserError
-from ..sampling import LoadedRun, generate
+from ..files import atomic_write_json
+from ..sampling import LoadedRun, check_class, generate, load, parse_seeds
+from ..viz import save_labelled_rows
+from .paths import figure_prefix
 
 
 @dataclass
@@ -60,11 +64,62 @@ def truncation_sweep(
 
 def save_truncation_figure(sweep: TruncationSweep, path: str | os.PathLike, title: str) -> Path:
     """One row per truncation value, labelled with the value and the row's variety."""
-    from ..viz import save_labelled_rows
-
     name = "psi" if sweep.space == "w" else "trunc"
     labels = [
         f"{'none' if v is None else f'{name} {v:g}'}  var {var:.3f}"
         for v, var in zip(sweep.values, sweep.variety, strict=True)
     ]
     return save_labelled_rows(list(sweep.images), labels, path, title)
+
+
+def parse_values(text: str) -> list[float | None]:
+    """ "none,2,1,0.5" -> [None, 2.0, 1.0, 0.5] (none, or nothing, is no truncation)."""
+    try:
+        return [None if v in ("none", "") else float(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"bad --values {text!r}; use e.g. 0.5,1,2,none") from None
+
+
+@dataclass
+class TruncationRun:
+    """What `truncation_run` drew and wrote."""
+
+    sweep: TruncationSweep
+    figure: Path
+    report: dict[str, Any]  # as written to `report_path`
+    report_path: Path
+
+    def lines(self) -> list[str]:
+        """What `gankit truncation` prints."""
+        out = [
+            f"  {'none' if v is None else v:>6}: variety (mean pixel std) {var:.4f}"
+            for v, var in zip(self.sweep.values, self.sweep.variety, strict=True)
+        ]
+        return [*out, f"figure: {self.figure}"]
+
+
+def truncation_run(
+    run: str | os.PathLike,
+    *,
+    values: str | Sequence[float | None] = "none,2,1,0.5,0.25",  # see `parse_values`
+    seeds: str | Sequence[int] = "0-9",  # one column per seed
+    label: int | None = None,  # the class of a conditional model (default 0)
+    out: str | os.PathLike | None = None,  # path without suffix; default RUN/truncation
+    ema: bool = True,
+    device: str = "cpu",
+) -> TruncationRun:
+    """A truncation sweep of a saved run: PREFIX.png and PREFIX.json."""
+    loaded = load(run, device=device, ema=ema)
+    check_class(loaded, label)
+    values = parse_values(values) if isinstance(values, str) else list(values)
+    sweep = truncation_sweep(loaded, values, parse_seeds(seeds), label)
+    prefix = figure_prefix(run, out, "truncation")
+    what = "psi in w" if sweep.space == "w" else "threshold in z"
+    fig = save_truncation_figure(
+        sweep, prefix.with_name(prefix.name + ".png"), f"{loaded.model.name}: truncation ({what})"
+    )
+    report = {"run": str(run), "nimg": loaded.checkpoint.nimg, "space": sweep.space,
+              "values": sweep.values, "variety": sweep.variety, "figure": str(fig)}  # fmt: skip
+    report_path = prefix.with_name(prefix.name + ".json")
+    atomic_write_json(report_path, report)
+    return TruncationRun(sweep, fig, report, report_path)

@@ -29,7 +29,7 @@ from .finder import (
 )
 from .hooks import ablate, render
 from .layers import GLayer, format_layers, generator_layers, get_layer
-from .run import ablate_run, parse_int_list
+from .run import ablate_run, ablation_lines, parse_int_list, run_layers
 
 __all__ = [
     "FINDER_SEED0",
@@ -40,6 +40,7 @@ __all__ = [
     "ablate_run",
     "ablation_experiment",
     "ablation_figure",
+    "ablation_lines",
     "find_attribute_channels",
     "find_region_channels",
     "format_layers",
@@ -49,5 +50,6 @@ __all__ = [
     "random_channels",
     "rect_mask",
     "render",
+    "run_layers",
     "summary_lines",
 ]

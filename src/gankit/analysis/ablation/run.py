@@ -18,7 +18,7 @@ from ...sampling import check_class, load
 from ..attributes import make_attribute, parse_attribute
 from .experiment import FINDER_SEED0, ablation_experiment, summary_lines
 from .figure import ablation_figure
-from .layers import get_layer
+from .layers import GLayer, generator_layers, get_layer
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
@@ -134,3 +134,20 @@ def ablate_run(
     report["figure"], report["report"] = str(png), str(json_path)
     atomic_write_json(json_path, report)
     return report
+
+
+def ablation_lines(report: dict[str, Any]) -> list[str]:
+    """What `gankit ablate` prints for a report of `ablate_run`."""
+    out = []
+    if report["finder"]:
+        f = report["finder"]
+        pairs = zip(f["channels"], f["scores"], strict=True)
+        out.append(
+            f"top channels by {f['method']}: " + ", ".join(f"{c} ({s:.3g})" for c, s in pairs)
+        )
+    return [*out, *report["summary"], f"figure: {report['figure']}", f"report: {report['report']}"]
+
+
+def run_layers(run_or_ckpt: str | os.PathLike, *, ema: bool = True) -> list[GLayer]:
+    """The ablatable layers of a saved run's G (`gankit ablate --list`; see `format_layers`)."""
+    return generator_layers(load(run_or_ckpt, ema=ema).G)
