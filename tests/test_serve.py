@@ -16,8 +16,8 @@ from PIL import Image
 
 from gankit.errors import UserError
 from gankit.models import MODELS
-from gankit.serve import create_app
-from gankit.serve.app import MAX_GRID, MAX_SEED, served_hosts
+from gankit.serve import create_app, served_hosts
+from gankit.serve.explorer import MAX_GRID, MAX_SEED
 from gankit.training import train
 
 from .conftest import tiny_overrides
@@ -81,6 +81,10 @@ def test_info_tells_the_page_what_the_model_can_do(clients, runs):
     s = clients["stylegan"].get("/api/info").json()
     assert s["style_mixing"] and s["truncation"] == "w"
     assert d["truncation_range"] == [0, 2] and s["truncation_range"] == [0, 1]
+    # where the slider starts: a threshold of 1 in z, psi 0.7 in w; the page asks for no model
+    assert d["truncation_start"] == 1 and s["truncation_start"] == 0.7
+    js = clients["dcgan"].get("/app.js").text
+    assert "info.truncation_start" in js and '=== "w"' not in js
 
 
 def test_info_shows_the_runs_eval_scores(tmp_path, runs):

@@ -31,7 +31,7 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """A local web page over a run: samples, classes, truncation, walks, codes, mixing."""
-    from ..serve.app import ANY_HOST, check_loopback, create_app, serve, served_hosts
+    from ..serve import ANY_HOST, check_loopback, create_app, serve, served_hosts
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535 (got {args.port})")

@@ -143,7 +143,7 @@ function buildControls() {
     $("trunc-row").classList.remove("hidden");
     t.min = String(high / 20);
     t.max = String(high);
-    t.value = String(Math.min(high, info.truncation === "w" ? 0.7 : 1));
+    t.value = String(info.truncation_start);  // the server picks it by what a value means
     $("trunc-value").textContent = t.value;
   }
   if (info.codes) {
