@@ -147,12 +147,12 @@ def _bn_worker(rank: int, world: int, store: str, out: str) -> None:
 
 def _auto_worker(rank: int, world: int, store: str, out: str) -> None:
     """Rank 0 measures bf16 as faster, rank 1 as slower: precision=auto must still agree."""
-    from gankit.training import trainer as tm
+    from gankit import device as dev
 
     torch.set_num_threads(1)
-    tm.torch.ops.mkldnn._is_mkldnn_bf16_supported = lambda: True
-    tm.torch.cpu._is_avx512_bf16_supported = lambda: True
-    tm.cpu_bf16_speedup = functools.cache(lambda: 2.0 if rank == 0 else 0.5)
+    dev.torch.ops.mkldnn._is_mkldnn_bf16_supported = lambda: True
+    dev.torch.cpu._is_avx512_bf16_supported = lambda: True
+    dev.cpu_bf16_speedup = functools.cache(lambda: 2.0 if rank == 0 else 0.5)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         run = Path(out) / "auto"

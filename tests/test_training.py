@@ -286,7 +286,7 @@ def test_bf16_updates_point_the_same_way_as_fp32(tmp_path):
 
 
 def test_cpu_bf16_speedup_is_a_real_ratio_and_leaves_the_seeded_rng_alone():
-    from gankit.training.trainer import cpu_bf16_speedup
+    from gankit.device import cpu_bf16_speedup
 
     torch.manual_seed(123)
     state = torch.get_rng_state()
@@ -299,7 +299,7 @@ def test_cpu_bf16_speedup_is_a_real_ratio_and_leaves_the_seeded_rng_alone():
 def test_cpu_bf16_speedup_is_fp32_time_over_bf16_time(monkeypatch):
     """A clock that moves only inside the convolution, 3 s in fp32 and 2 s under bf16
     autocast: the speed-up is 1.5, whatever the machine."""
-    from gankit.training import trainer as tm
+    from gankit import device as dev
 
     clock, conv = FakeClock(), torch.nn.functional.conv2d
 
@@ -307,9 +307,9 @@ def test_cpu_bf16_speedup_is_fp32_time_over_bf16_time(monkeypatch):
         clock.now += 2.0 if torch.is_autocast_enabled("cpu") else 3.0
         return conv(*args, **kwargs)
 
-    monkeypatch.setattr(tm, "time", clock)
+    monkeypatch.setattr(dev, "time", clock)
     monkeypatch.setattr(torch.nn.functional, "conv2d", timed_conv)
-    assert tm.cpu_bf16_speedup.__wrapped__() == 1.5
+    assert dev.cpu_bf16_speedup.__wrapped__() == 1.5
 
 
 @pytest.mark.parametrize("speedup", [0.6, 1.1, 2.0])
@@ -318,17 +318,17 @@ def test_auto_precision_takes_bf16_on_a_cpu_only_where_measured_faster(
 ):
     """`precision=auto` follows the measurement, not the CPU flags: on an AVX512-BF16 CPU
     without AMX bf16 ran at 0.6x fp32 (docs/speed.md), where bf16 would be a slowdown."""
-    from gankit.training import trainer as tm
+    from gankit import device as dev
 
-    monkeypatch.setattr(tm.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    monkeypatch.setattr(tm.torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(dev.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(dev.torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     fake = functools.cache(lambda: speedup)
-    monkeypatch.setattr(tm, "cpu_bf16_speedup", fake)
+    monkeypatch.setattr(dev, "cpu_bf16_speedup", fake)
     fake()  # as after a measurement, so that the event reports it
     rc = _rc("dcgan", kimg=0.032, precision="auto")
     tr = Trainer(rc, tmp_path / "run", synthetic_dataset(n=48), progress=False, tensorboard=False)
     tr.train()
-    want = speedup >= tm.BF16_MIN_SPEEDUP
+    want = speedup >= dev.BF16_MIN_SPEEDUP
     assert (tr.amp_dtype == torch.bfloat16) == want
     events = [json.loads(x) for x in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
     chosen = [e for e in events if e["event"] == "precision"]
@@ -339,15 +339,15 @@ def test_auto_precision_takes_bf16_on_a_cpu_only_where_measured_faster(
 
 
 def test_auto_precision_is_fp32_where_onednn_would_emulate_bf16(tmp_path, monkeypatch):
-    from gankit.training import trainer as tm
+    from gankit import device as dev
 
-    monkeypatch.setattr(tm.torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(dev.torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     measured = []
-    monkeypatch.setattr(tm, "cpu_bf16_speedup", lambda: measured.append(1) or 9.0)
-    assert tm.resolve_precision("auto", torch.device("cpu")) is None
+    monkeypatch.setattr(dev, "cpu_bf16_speedup", lambda: measured.append(1) or 9.0)
+    assert dev.resolve_precision("auto", torch.device("cpu")) is None
     assert measured == []  # no point timing an emulation
-    assert tm.resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
-    assert tm.resolve_precision("fp32", torch.device("cpu")) is None
+    assert dev.resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
+    assert dev.resolve_precision("fp32", torch.device("cpu")) is None
 
 
 def test_data_on_device_keeps_the_data_on_the_cpu_for_a_cpu_run():

@@ -9,9 +9,7 @@ shown to D (`nimg`), so runs with different batch sizes compare.
 from __future__ import annotations
 
 import copy
-import functools
 import math
-import os
 import signal
 import sys
 import time
@@ -39,7 +37,7 @@ from ..checkpoint import (
 from ..config import RunConfig, TrainConfig, to_dict
 from ..data.base import ImageDataset
 from ..data.mixtures import SCATTER_POINTS, SCATTER_REALS, PointDataset
-from ..device import resolve_device
+from ..device import Precision, choose_precision, resolve_device, use_deterministic_kernels
 from ..distributed import (
     World,
     any_rank,
@@ -88,75 +86,6 @@ class TrainingDiverged(UserError):
     """Losses became NaN or infinite."""
 
 
-def use_deterministic_kernels() -> None:
-    """Ask torch for deterministic kernels everywhere (process-wide, for the rest of it).
-
-    On the CPU gankit's runs are already bit-reproducible for a given seed, config, torch
-    version and thread count (OMP_NUM_THREADS); on CUDA, cuDNN autotuning and atomic-add
-    kernels vary from run to run, and this turns them off (an op with no deterministic
-    kernel then raises). cuBLAS needs CUBLAS_WORKSPACE_CONFIG set before CUDA starts.
-    """
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-
-
-BF16_MIN_SPEEDUP = 1.2  # `precision=auto` takes bf16 on a CPU only when it is this much faster
-
-
-@functools.cache
-def cpu_bf16_speedup() -> float:
-    """How much faster a DCGAN-like convolution trains (forward + both gradients) under bf16
-    autocast than in fp32 on this CPU: fp32 time / bf16 time, best of 5 interleaved rounds.
-
-    Measured, not inferred from CPU flags: on AVX512-BF16 machines without AMX, bf16 has
-    been seen at 0.5-0.9x fp32, and elsewhere at 2x. About 0.5 s on 2 cores, once per process;
-    it uses its own generator, so the seeded global RNG stream is untouched.
-    """
-    g = torch.Generator().manual_seed(0)
-    cl = torch.channels_last
-    x = torch.randn(8, 128, 32, 32, generator=g).to(memory_format=cl).requires_grad_()
-    w = (0.02 * torch.randn(128, 128, 4, 4, generator=g)).to(memory_format=cl).requires_grad_()
-
-    def run(bf16: bool) -> float:
-        t0 = time.perf_counter()
-        with torch.enable_grad():  # also when the caller built the trainer under no_grad
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                y = torch.nn.functional.conv2d(x, w, stride=2, padding=1)  # 1 GFLOP
-            y.float().square().mean().backward()
-        return time.perf_counter() - t0
-
-    best = {False: math.inf, True: math.inf}
-    for bf16 in (False, True):  # warm-up: oneDNN builds its kernels on first use
-        run(bf16)
-    for _ in range(5):
-        for bf16 in (False, True):
-            best[bf16] = min(best[bf16], run(bf16))
-    return best[False] / best[True]
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast is faster than fp32 on `device`: on a GPU, whenever it has bf16;
-    on a CPU, when oneDNN runs bf16 natively (AVX512-BF16 or AMX) and a short measurement
-    finds it at least BF16_MIN_SPEEDUP times faster."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:  # oneDNN runs bf16 natively only with AVX512-BF16 or AMX; otherwise it emulates
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and bool(
-            getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-        )
-    except (AttributeError, RuntimeError):
-        return False
-    return native and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `precision` (None = plain fp32)."""
-    if name == "bf16" or (name == "auto" and fast_bf16(device)):
-        return torch.bfloat16
-    return None
-
-
 def make_optimizer(cfg: TrainConfig, net: nn.Module, lr: float) -> torch.optim.Optimizer:
     """Adam with (beta1, beta2), or RMSprop as in the WGAN paper (momentum-free).
 
@@ -171,6 +100,15 @@ def make_optimizer(cfg: TrainConfig, net: nn.Module, lr: float) -> torch.optim.O
     if impl == "fused":
         kw = {"fused": True}
     return torch.optim.Adam(net.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), **kw)
+
+
+def run_precision(cfg: TrainConfig, device: torch.device, world: World) -> Precision:
+    """What cfg.precision comes to on `device`; with several processes, rank 0's choice on
+    every rank (the ranks must compute alike, and auto's measurement may differ between them)."""
+    precision = choose_precision(cfg.precision, device)
+    if cfg.precision == "auto" and world.distributed:
+        precision = broadcast_object(precision, world)
+    return precision
 
 
 def data_on_device(dataset: ImageDataset, device: torch.device, how: str) -> ImageDataset:
@@ -262,10 +200,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
 
         self.model = create_model(run_config.model, **run_config.model_config)
-        self.amp_dtype = resolve_precision(cfg.precision, self.device)
-        if cfg.precision == "auto" and self.world.distributed:  # the ranks must compute alike
-            bf16 = broadcast_object(self.amp_dtype is not None, self.world)
-            self.amp_dtype = torch.bfloat16 if bf16 else None
+        self.precision = run_precision(cfg, self.device, self.world)
+        self.amp_dtype = self.precision.dtype
         self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         if cfg.sync_bn and self.world.distributed:
             self.model.G = convert_sync_batchnorm(self.model.G, self.device)
@@ -306,12 +242,6 @@ class Trainer:
         self._perm: torch.Tensor | None = None
         self._perm_epoch = -1
         self.logger = MetricsLogger(self.run_dir, tensorboard=tensorboard and self.is_main)
-        # What precision=auto chose, and on what grounds: logged when training starts.
-        self._auto_precision: dict[str, Any] | None = None
-        if cfg.precision == "auto":
-            self._auto_precision = {"chosen": "bf16" if self.amp_dtype is not None else "fp32"}
-            if self.device.type == "cpu" and cpu_bf16_speedup.cache_info().currsize:
-                self._auto_precision["cpu_bf16_speedup"] = round(cpu_bf16_speedup(), 2)
         # Divergence guard: four flags per step (D loss, D grads, G loss, G grads) set on the
         # device and read every step (nan_check=step) or at log steps; `_good` is the state of
         # the last checkpoint, which a rollback returns to with lower learning rates.
@@ -772,12 +702,12 @@ class Trainer:
 
         cfg = self.cfg
         main = self.is_main  # the only rank that writes to the run folder
-        if main and self._auto_precision is not None:
-            note = self._auto_precision
-            self.logger.event("precision", requested="auto", **note)
-            if "cpu_bf16_speedup" in note:
-                self._say(f"gankit: precision auto -> {note['chosen']} (bf16 measured at "
-                          f"{note['cpu_bf16_speedup']:g}x fp32 on this CPU)")  # fmt: skip
+        if main and self.precision.requested == "auto":  # what it chose, and on what grounds
+            p = self.precision
+            self.logger.event("precision", **p.event())
+            if p.cpu_bf16_speedup is not None:
+                self._say(f"gankit: precision auto -> {p.chosen} (bf16 measured at "
+                          f"{p.cpu_bf16_speedup:g}x fp32 on this CPU)")  # fmt: skip
         samples = self.run_dir / "samples"
         start_nimg = self.nimg
         if not main:
