@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -219,6 +220,17 @@ def test_info_needs_a_model_with_codes():
         MutualInformation().d_term(Step(m.G, m.D, None, None, torch.zeros(2, 1, 16, 16), None, z))
 
 
+def test_info_asks_the_model_spec_before_training():
+    """The check reads what the registry entry declares (`codes`), not the networks."""
+    dcgan, infogan = (create_model(n, **tiny_overrides(n)).spec for n in ("dcgan", "infogan"))
+    with pytest.raises(UserError, match="drop --reg info"):
+        create_regularisers("r1,info", model=dcgan)
+    assert [r.name for r in create_regularisers("info", model=infogan)] == ["info"]
+    assert [r.name for r in create_regularisers("r1:gamma=5", model=dcgan)] == ["r1"]
+    assert create_regularisers("info")  # without a model nothing is checked
+    MutualInformation().check_model(replace(dcgan, codes=True))  # declared: accepted
+
+
 def test_q_learns_the_categorical_code():
     """A few dozen info-only steps on G and Q: Q reads the code back far above chance."""
     m = tiny(continuous=1)
@@ -267,6 +279,8 @@ def test_code_sweep_rows_share_noise_and_columns_vary_one_code():
         torch.testing.assert_close(cont[r, :, 1], torch.tensor(values))
     with pytest.raises(UserError, match="unknown code"):
         code_sweep(m.G, "cont:2", seeds)
+    with pytest.raises(UserError, match="latent codes"):  # a Gaussian prior has no codes
+        code_sweep(create_model("dcgan", **tiny_overrides("dcgan")).G, "cat", seeds)
 
 
 def test_code_sweep_figure(tmp_path):

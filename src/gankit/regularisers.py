@@ -18,6 +18,8 @@ from torch.nn.utils import parametrize
 
 from .errors import UserError
 from .latent import prior_of
+from .models import ModelSpec
+from .models.infogan import InfoPrior
 from .registry import Configurable, Registry, build_from_spec
 
 Logs = dict[str, torch.Tensor]
@@ -60,12 +62,19 @@ class Regulariser(Configurable):
     def after_d_step(self, D: nn.Module) -> None:
         """Called after each D optimiser step."""
 
+    def check_model(self, spec: ModelSpec) -> None:
+        """A UserError when the model `spec` declares cannot be trained with this term."""
+
 
 REGULARISERS: Registry[type[Regulariser]] = Registry("regulariser")
 
 
-def create_regularisers(spec: str | None) -> list[Regulariser]:
-    """Regularisers from a comma-separated list of specs; "", "none" or None gives none."""
+def create_regularisers(spec: str | None, model: ModelSpec | None = None) -> list[Regulariser]:
+    """Regularisers from a comma-separated list of specs; "", "none" or None gives none.
+
+    With `model`, each is checked against what the model declares it can do (`check_model`),
+    so that a term the model cannot take fails before training starts.
+    """
     if spec is None or spec.strip().lower() in ("", "none"):
         return []
     regs = [build_from_spec(REGULARISERS, part) for part in spec.split(",") if part.strip()]
@@ -73,6 +82,8 @@ def create_regularisers(spec: str | None) -> list[Regulariser]:
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise UserError(f"regulariser {', '.join(sorted(dup))} is given twice in {spec!r}")
+    for reg in regs if model is not None else ():
+        reg.check_model(model)
     return regs
 
 
@@ -196,6 +207,11 @@ class Orthogonal(Regulariser):
         return self.weight * total, {"ortho": total.detach()}
 
 
+_NEEDS_CODES = (
+    "the info regulariser needs a model with latent codes and a Q head (infogan); drop --reg info"
+)
+
+
 @REGULARISERS.register("info")
 class MutualInformation(Regulariser):
     """InfoGAN's mutual-information term (Chen et al. 2016): minus a variational lower bound
@@ -218,14 +234,15 @@ class MutualInformation(Regulariser):
     weight: float
     cont_weight: float
 
+    def check_model(self, spec: ModelSpec) -> None:
+        if not spec.codes:
+            raise UserError(_NEEDS_CODES)
+
     def loss(self, step: Step) -> tuple[torch.Tensor, Logs]:
         """(weight * (CE + cont_weight * NLL), logs) for one step's fakes."""
         prior = prior_of(step.G)
-        if not hasattr(prior, "split") or not hasattr(step.D, "q"):
-            raise UserError(
-                "the info regulariser needs a model with latent codes and a Q head "
-                "(infogan); drop --reg info"
-            )
+        if not isinstance(prior, InfoPrior):  # G declares its codes by its prior's type
+            raise UserError(_NEEDS_CODES)
         _, codes, cont = prior.split(step.z)
         cat_logits, cont_mean = step.D.q(step.fake)
         ce = torch.zeros((), device=step.fake.device)

@@ -24,6 +24,7 @@ from ..errors import UserError
 from ..files import atomic_write_json
 from ..latent import prior_of
 from ..metrics.protocol import ExtractorOptions
+from ..models.infogan import InfoPrior
 from ..modes import eval_mode
 from ..sampling import load, parse_seeds
 from ..viz import grid_image, save_figure
@@ -41,14 +42,16 @@ class CodeSweep:
     code: str
 
 
-def _info_prior(G: nn.Module) -> Any:
+def _info_prior(G: nn.Module) -> InfoPrior:
+    """G's prior with its codes (a run's capability is its ModelSpec's `codes`; a bare G
+    declares its codes by the type of its prior)."""
     prior = prior_of(G)
-    if not hasattr(prior, "with_codes"):
+    if not isinstance(prior, InfoPrior):
         raise UserError("code sweeps need a generator with latent codes (an infogan model)")
     return prior
 
 
-def parse_code(code: str, prior: Any) -> tuple[str, int]:
+def parse_code(code: str, prior: InfoPrior) -> tuple[str, int]:
     """'cat' / 'cat:i' / 'cont:i' -> (kind, index), checked against the prior's codes."""
     kind, _, index = code.partition(":")
     try:
@@ -65,7 +68,7 @@ def parse_code(code: str, prior: Any) -> tuple[str, int]:
 
 
 def sweep_latents(
-    prior: Any, code: str, seeds: Sequence[int], steps: int = 10, span: float = 2.0
+    prior: InfoPrior, code: str, seeds: Sequence[int], steps: int = 10, span: float = 2.0
 ) -> tuple[torch.Tensor, list[float]]:
     """Latents [len(seeds), cols, nz]: row r is seed r's latent with `code` set per column.
 
