@@ -30,6 +30,7 @@ from ..data.mixtures import MIXTURES, get_mixture, to_points
 from ..errors import UserError
 from ..latent import prior_of
 from ..modes import eval_mode
+from ..sampling import generate, load
 from .kinds import MetricRequest
 
 DEFAULT_SAMPLES = 2500  # PacGAN's evaluation sample count
@@ -127,8 +128,6 @@ def evaluate_mixture_run(
         The statistics plus the protocol: metric (e.g. modes2500_ring8), data, seeds, generator
         (G or G_ema), nimg and checkpoint.
     """
-    from ..sampling import generate, load
-
     if n < 1:
         raise UserError(f"n must be at least 1 (got {n})")
     run = load(run_dir, device=device, ema=ema)

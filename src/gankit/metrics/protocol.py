@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..sampling import load
 from .extractors import ExtractorOptions
 from .kinds import MIXTURES, MetricRequest, parse_metrics
 from .mixtures import mixture_record
@@ -26,8 +27,8 @@ from .reference import Reference, subset
 from .report import append_jsonl, stamp
 from .scoring import Candidate, generate_images, score
 
-# Kinds left out of the floor: real images have no drawn class, and mode counts are the
-# generator's (the real data covers every mode by construction).
+# Kinds the floor leaves out: acc judges the class a generator was asked to draw, and modes
+# the triples a generator covers; held-out real images answer neither question.
 _NOT_ON_REAL = ("acc", "modes")
 
 
@@ -68,9 +69,6 @@ def evaluate_run(
     Returns:
         One record per metric: metric, value, values, higher_is_better, protocol, run facts.
     """
-    # sampling loads viz (matplotlib): only when a run folder is scored
-    from ..sampling import load
-
     if split not in ("train", "test"):
         raise UserError(f"reference split must be train or test, not {split!r}")
     requests = parse_metrics(metrics)
@@ -107,8 +105,8 @@ def evaluate_run(
             conditional=loaded.num_classes > 0,
         )
         records += score(cand, ref, others, opts, seed=seed, use_cache=use_cache, log=log)
-    stamp(records, run=str(run_dir), checkpoint=str(ckpt.path), model=ckpt.meta.get("model"),
-          nimg=ckpt.nimg)  # fmt: skip
+    model = ckpt.meta.get("model")
+    stamp(records, run=str(run_dir), checkpoint=str(ckpt.path), model=model, nimg=ckpt.nimg)
     if append:
         append_jsonl(run_dir / "eval.jsonl", records)
     if not floor:
@@ -123,7 +121,7 @@ def evaluate_run(
         seed=seed,
         evaluator=evaluator,
         inception_weights=inception_weights,
-        download=download is not False and rc.train.download,
+        download=rc.train.download if download is None else download,
         device=device,
         use_cache=use_cache,
     )
