@@ -23,7 +23,7 @@ from ..data.base import to_uint8
 from ..errors import UserError
 from ..files import atomic_write_json
 from ..latent import prior_of
-from ..metrics.protocol import ExtractorOptions
+from ..metrics.extractors import ExtractorOptions
 from ..models.infogan import InfoPrior
 from ..modes import eval_mode
 from ..sampling import load, parse_seeds

@@ -21,7 +21,7 @@ from ..data.base import to_uint8
 from ..errors import UserError
 from ..files import atomic_write_json
 from ..latent import prior_of
-from ..metrics.protocol import ExtractorOptions
+from ..metrics.extractors import ExtractorOptions
 from ..sampling import load, parse_seeds, render
 from ..viz import save_figure
 from .paths import figure_prefix

@@ -38,6 +38,7 @@ from ..data import load_dataset
 from ..data.base import to_uint8
 from ..errors import UserError
 from ..files import atomic_write_json
+from ..metrics.extractors import ExtractorOptions
 from ..metrics.features import FeatureExtractor
 
 # The search and statistics live in gankit.metrics.neighbours (the memo metric measures through
@@ -54,7 +55,6 @@ from ..metrics.neighbours import (  # noqa: F401
     space_stats,
     summarise,
 )
-from ..metrics.protocol import ExtractorOptions
 from ..sampling import generate, load
 from ..viz import save_figure
 
