@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
-
-from ..errors import UserError
 
 
 def add_parsers(sub: Any) -> None:
@@ -110,110 +106,26 @@ def _add_filters(sub: Any) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
+    from ..analysis import probe_run
 
-    import torch
-
-    from ..analysis.dfeatures import (
-        C_GRID,
-        format_probe,
-        probe_report,
-        random_discriminator,
-        save_probe_figure,
-    )
-    from ..data import load_dataset
-    from ..files import atomic_write_bytes
-    from ..sampling import load
-
-    run = load(args.run)
-    if not run.checkpoint.has("D"):
-        raise UserError(f"{run.checkpoint.path} has no D weights to take features from")
-    rc = run.checkpoint.meta["run_config"]
-    mc, train = rc["model_config"], rc["train"]
-    data = args.data or train["data"]
-    common = {
-        "resolution": int(mc["resolution"]),
-        "channels": int(mc["channels"]),
-        "root": args.data_root or train.get("data_root"),
-        "download": not args.no_download,
-    }
-    tr = load_dataset(data, train=True, **common)
-    te = load_dataset(data, train=False, **common)
-    if tr.labels is None or te.labels is None:
-        raise UserError(f"{data} has no class labels; a probe needs labelled data")
-    n_test = len(te) if args.test is None else min(args.test, len(te))
-    random_d, random_seed = random_discriminator(run, args.random_seed)
-    results = probe_report(
-        run.model.D,
-        random_d,
-        tr.batch(torch.arange(len(tr)))[0],
-        tr.labels,
-        te.batch(torch.arange(n_test))[0],
-        te.labels[:n_test],
-        per_class=args.per_class,
-        seed=args.seed,
-        C=C_GRID if args.C is None else args.C,
-        fixed_label=0 if run.model.spec.conditional else None,
-    )
-    print(format_probe(results))
-    if args.out:
-        out = Path(args.out)
-    elif Path(args.run).suffix == ".safetensors":
-        out = Path(args.run).with_suffix(".probe.json")
-    else:
-        out = Path(args.run) / "probe.json"
-    print(f"(random D: the same architecture initialised with seed {random_seed})")
-    report = {"run": str(args.run), "nimg": run.checkpoint.nimg, "data": data,
-              "per_class": args.per_class, "label_seed": args.seed, "random_d_seed": random_seed,
-              "results": [asdict(r) for r in results]}  # fmt: skip
-    atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
-    title = f"{run.model.name} D ({run.checkpoint.nimg:,} images) as features, {data}"
-    fig = save_probe_figure(results, out.with_suffix(".png"), title)
-    print(f"report: {out}  figure: {fig}")
+    result = probe_run(
+        args.run, data=args.data, data_root=args.data_root, download=not args.no_download,
+        per_class=args.per_class, seed=args.seed, C=args.C, test=args.test,
+        random_seed=args.random_seed, out=args.out,
+    )  # fmt: skip
+    print("\n".join(result.lines()))
     return 0
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    import io
+    from ..analysis import features_run
 
-    import numpy as np
-    import torch
-
-    from ..analysis.dfeatures import discriminator_features, random_discriminator
-    from ..data import load_dataset
-    from ..files import atomic_write_bytes
-    from ..sampling import load
-
-    run = load(args.run, device=args.device)
-    if not run.checkpoint.has("D"):
-        raise UserError(f"{run.checkpoint.path} has no D weights to take features from")
-    mc, train = run.checkpoint.meta["run_config"]["model_config"], run.checkpoint.meta[
-        "run_config"]["train"]  # fmt: skip
-    data = args.data or train["data"]
-    ds = load_dataset(
-        data, train=args.split == "train", resolution=int(mc["resolution"]),
-        channels=int(mc["channels"]), root=args.data_root or train.get("data_root"),
-        download=not args.no_download,
+    result = features_run(
+        args.run, data=args.data, split=args.split, n=args.n, random_d=args.random_d,
+        seed=args.seed, data_root=args.data_root, download=not args.no_download, out=args.out,
+        device=args.device,
     )  # fmt: skip
-    n = len(ds) if args.n is None else min(args.n, len(ds))
-    images, labels = ds.batch(torch.arange(n))
-    D = run.model.D
-    if args.random_d:
-        D, _ = random_discriminator(run, args.seed)
-    # A conditional D gets label 0 for every image: its true label would leak into the features.
-    fixed = torch.zeros(n, dtype=torch.long) if run.model.spec.conditional else None
-    feats = discriminator_features(D, images, fixed)
-    out = Path(args.out or "features.npz")
-    if out.suffix != ".npz":
-        raise UserError(f"--out must end in .npz (got {out.name})")
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf, x=feats.numpy(),
-        y=np.asarray([] if labels is None else labels.numpy(), dtype=np.int64),
-    )  # fmt: skip
-    atomic_write_bytes(out, buf.getvalue())
-    which = "randomly initialised D" if args.random_d else "trained D"
-    print(f"{n} {args.split} images of {data} -> {feats.shape[1]} features each ({which}): {out}")
+    print("\n".join(result.lines()))
     return 0
 
 
@@ -241,44 +153,15 @@ def cmd_filters(args: argparse.Namespace) -> int:
 
 
 def cmd_memorisation(args: argparse.Namespace) -> int:
-    from ..analysis.memorisation import memorisation_report
-    from ..metrics.protocol import ExtractorOptions
+    from ..analysis import memorisation_run
 
-    extractor = None
-    if args.features != "pixel":
-        from ..checkpoint import load_checkpoint
-
-        data = args.data or load_checkpoint(args.run).meta["run_config"]["train"]["data"]
-        opts = ExtractorOptions(
-            data=data,
-            evaluator=args.evaluator,
-            inception_weights=args.inception_weights,
-            device=args.device,
-        )
-        extractor = opts.get(args.features)
-    report = memorisation_report(
-        args.run,
-        data=args.data,
-        data_root=args.data_root,
-        n=args.n,
-        seed=args.seed,
-        extractor=extractor,
-        out_dir=args.out,
-        ema=not args.no_ema,
+    result = memorisation_run(
+        args.run, features=args.features, n=args.n, seed=args.seed, data=args.data,
+        data_root=args.data_root, evaluator=args.evaluator,
+        inception_weights=args.inception_weights, out=args.out, ema=not args.no_ema,
         device=args.device,
-    )
-    for space, st in report["spaces"].items():
-        if st.get("ratio_median") is None:
-            st["ratio_median"] = float("nan")  # held-out median 0: every held-out image repeats
-        print(
-            f"{space:>9}: median distance to the nearest training image: generated "
-            f"{st['median_generated']:.4g}, held-out real {st['median_heldout']:.4g} "
-            f"(ratio {st['ratio_median']:.3g}); near copies {st['near_copy_fraction']:.1%}"
-        )
-    for note in report.get("notes", []):
-        print(f"note: {note}")
-    for space, path in report["figures"].items():
-        print(f"figure ({space}): {path}")
+    )  # fmt: skip
+    print("\n".join(result.lines()))
     return 0
 
 

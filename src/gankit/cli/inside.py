@@ -4,11 +4,10 @@ and ablation (the DCGAN paper's section 6 and its successors)."""
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from ..errors import UserError
-from .common import Parser, class_counts, domain_classifier, out_prefix, parse_classes
+from .common import Parser
 
 
 def add_parsers(sub: Any) -> None:
@@ -113,195 +112,74 @@ def _add_ablate(sub: Any) -> None:
     a.add_argument("--device", default="cpu")
 
 
-def cmd_interpolate(args: argparse.Namespace) -> int:
-    from ..analysis.latent_walks import make_walk, save_walk_figures, smoothness, walk_title
-    from ..data.base import to_uint8
-    from ..files import atomic_write_json
-    from ..sampling import load, parse_seeds, render
-
-    run = load(args.run, device=args.device, ema=not args.no_ema)
-    seeds, classes = parse_seeds(args.seeds), parse_classes(args.label)
-    if run.num_classes and classes is None:
-        classes = [0]
-        print("gankit: class-conditional model: walking at class 0 (choose with --class)")
-    if classes is not None and not run.num_classes:
-        raise UserError(f"{run.model.name} is not class-conditional; drop --class")
-    if args.steps < 2 or args.steps > 200:
-        raise UserError(f"--steps must be between 2 and 200 (got {args.steps})")
-    try:
-        walk = make_walk(run.G, seeds, args.steps, args.slerp, classes, run.num_classes)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    frames = render(run, walk.z, walk.y)
-    measured = {"pixels": smoothness(frames)}
-    if args.features != "pixel":
-        from ..metrics.protocol import ExtractorOptions
-
-        data = run.checkpoint.meta["run_config"]["train"]["data"]
-        opts = ExtractorOptions(data=data, evaluator=args.evaluator, device=args.device)
-        measured[args.features] = smoothness(opts.get(args.features)(to_uint8(frames)).features)
-    prefix = out_prefix(args.run, args.out, "interpolate")
-    paths = save_walk_figures(frames, walk, prefix, measured)
-    report = {
-        "run": str(args.run), "checkpoint": str(run.checkpoint.path), "nimg": run.checkpoint.nimg,
-        "walk": walk_title(walk), "seeds": walk.seeds, "classes": walk.classes,
-        "steps": walk.steps, "slerp": walk.spherical, "frames": int(frames.shape[0]),
-        "smoothness": {k: v.to_json() for k, v in measured.items()},
-        "figures": {k: str(v) for k, v in paths.items()},
-    }  # fmt: skip
-    atomic_write_json(prefix.with_name(prefix.name + ".json"), report)
-    print(f"{walk_title(walk)}: {frames.shape[0]} frames")
-    for name, sm in measured.items():
-        print(
-            f"  step size ({name}, RMS): mean {sm.mean:.4g}, max {sm.max:.4g}, "
-            f"max/mean {sm.max_over_mean:.2f}" + ("  <- a jump" if sm.max_over_mean > 3 else "")
-        )
-    print(f"  grid: {paths['grid']}  animation: {paths['gif']}  steps: {paths['steps']}")
+def _say(result: Any) -> int:
+    print("\n".join(result.lines()))
     return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from ..analysis import interpolate_run
+
+    return _say(
+        interpolate_run(
+            args.run, seeds=args.seeds, steps=args.steps, spherical=args.slerp,
+            classes=args.label, features=args.features, evaluator=args.evaluator,
+            out=args.out, ema=not args.no_ema, device=args.device,
+        )
+    )  # fmt: skip
 
 
 def cmd_arithmetic(args: argparse.Namespace) -> int:
-    from ..analysis.arithmetic import pick_seeds, run_arithmetic, save_arithmetic_figure
-    from ..analysis.attributes import ink, make_attribute, parse_attribute
-    from ..data.base import to_uint8
-    from ..files import atomic_write_json
-    from ..sampling import check_class, generate, load, parse_seeds, render
+    from ..analysis import arithmetic_run
 
-    run = load(args.run, device=args.device, ema=not args.no_ema)
-    check_class(run, args.label)
-    label = args.label if args.label is not None else (0 if run.num_classes else None)
-
-    def labels_for(n: int) -> list[int] | None:
-        return None if label is None else [label] * n
-
-    specs = {}
-    for name in ("a", "b", "c"):
-        given = getattr(args, name)
-        if given is None:
-            raise UserError(f"give --{name} (seeds such as 1,2,3 or an attribute such as class=7)")
-        specs[name] = None if given[:1].isdigit() else parse_attribute(given)
-    classifier = None
-    if any(s is not None and s.needs_classifier for s in specs.values()):
-        classifier = domain_classifier(run, args.evaluator)
-    pool = parse_seeds(args.pool)
-    groups, scores, titles = {}, {}, {}
-    for name, spec in specs.items():
-        given = getattr(args, name)
-        if spec is None:
-            groups[name] = parse_seeds(given)
-            titles[name] = f"seeds {given}"
-            continue
-        attr = make_attribute(
-            spec, classifier and classifier.classify, classifier and classifier.num_classes
+    return _say(
+        arithmetic_run(
+            args.run, a=args.a, b=args.b, c=args.c, per_group=args.per_group, pool=args.pool,
+            draws=args.draws, noise=args.noise, label=args.label, evaluator=args.evaluator,
+            out=args.out, ema=not args.no_ema, device=args.device,
         )
-        groups[name], scores[name] = pick_seeds(
-            lambda s: generate(run, s, labels_for(len(s))), attr, pool, args.per_group
-        )
-        titles[name] = f"{given} (seeds {','.join(map(str, groups[name]))})"
-    res = run_arithmetic(
-        run.G, lambda z: render(run, z, labels_for(z.shape[0])), groups, args.draws, args.noise
-    )
-    prefix = out_prefix(args.run, args.out, "arithmetic")
-    fig = save_arithmetic_figure(res, prefix.with_name(prefix.name + ".png"), titles)
-    report = {
-        "run": str(args.run), "nimg": run.checkpoint.nimg, "groups": groups, "scores": scores,
-        "titles": titles, "draws": args.draws, "noise": args.noise, "figure": str(fig),
-        "ink": {**{f"mean z of {k}": float(ink(v)[0]) for k, v in res.means.items()},
-                "result": float(ink(res.result[:1])[0]),
-                "result draws (mean)": float(ink(res.result).mean())},
-    }  # fmt: skip
-    if classifier is not None:
-        logits = classifier.classify(to_uint8(res.result))
-        counts = logits.argmax(1).bincount(minlength=logits.shape[1]).tolist()
-        report["result_classes"] = counts
-        print(f"classifier on the {args.draws} result images: {class_counts(counts)}")
-    atomic_write_json(prefix.with_name(prefix.name + ".json"), report)
-    for name in ("a", "b", "c"):
-        ink_mean = report["ink"][f"mean z of {name}"]
-        print(f"  {name}: {titles[name]}; ink of G(mean z) {ink_mean:.3f}")
-    print(f"  a - b + c: ink {report['ink']['result']:.3f}")
-    print(f"figure: {fig}")
-    return 0
+    )  # fmt: skip
 
 
 def cmd_codes(args: argparse.Namespace) -> int:
-    from ..analysis.infogan import categorical_purity, save_code_sweep_figure
-    from ..files import atomic_write_json
-    from ..sampling import load, parse_seeds
+    from ..analysis import codes_run
 
-    run = load(args.run, device=args.device, ema=not args.no_ema)
-    if not run.model.spec.codes:
-        raise UserError(f"{run.model.name} has no latent codes to sweep (an infogan model has)")
-    prefix = out_prefix(args.run, args.out, "codes")
-    fig = save_code_sweep_figure(
-        run.G, prefix.with_name(prefix.name + ".png"), parse_seeds(args.seeds), args.steps,
-        args.span, title=f"{run.model.name}, {run.checkpoint.nimg:,} images",
+    return _say(
+        codes_run(
+            args.run, seeds=args.seeds, steps=args.steps, span=args.span, purity=args.purity,
+            evaluator=args.evaluator, out=args.out, ema=not args.no_ema, device=args.device,
+        )
     )  # fmt: skip
-    print(f"code sweeps: {fig}")
-    if args.purity:
-        from ..metrics.protocol import ExtractorOptions
-
-        data = run.checkpoint.meta["run_config"]["train"]["data"]
-        classify = ExtractorOptions(data=data, evaluator=args.evaluator).get("mnistcnn").classify
-        purity = categorical_purity(run.G, classify, n_per_code=args.purity)
-        atomic_write_json(prefix.with_name(prefix.name + "-purity.json"), purity)
-        print(json.dumps(purity, indent=2))
-    return 0
 
 
 def cmd_mixing(args: argparse.Namespace) -> int:
-    from ..analysis.style_mixing import save_style_mixing_figure
-    from ..sampling import load, parse_seeds
+    from ..analysis import mixing_run
 
-    run = load(args.run, device=args.device, ema=not args.no_ema)
-    if not run.model.spec.style_mixing:
-        raise UserError(f"{run.model.name} has no style inputs to mix (a stylegan model has)")
-    prefix = out_prefix(args.run, args.out, "mixing")
-    try:
-        fig = save_style_mixing_figure(
-            run.G, parse_seeds(args.rows), parse_seeds(args.cols),
-            prefix.with_name(prefix.name + ".png"), args.crossover, args.trunc,
-        )  # fmt: skip
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    print(f"style mixing (rows: coarse styles, columns: fine styles): {fig}")
-    return 0
+    return _say(
+        mixing_run(
+            args.run, rows=args.rows, cols=args.cols, crossover=args.crossover,
+            truncation=args.trunc, out=args.out, ema=not args.no_ema, device=args.device,
+        )
+    )  # fmt: skip
 
 
 def cmd_truncation(args: argparse.Namespace) -> int:
-    from ..analysis.truncation import save_truncation_figure, truncation_sweep
-    from ..files import atomic_write_json
-    from ..sampling import check_class, load, parse_seeds
+    from ..analysis import truncation_run
 
-    run = load(args.run, device=args.device, ema=not args.no_ema)
-    check_class(run, args.label)
-    try:
-        values = [None if v in ("none", "") else float(v) for v in args.values.split(",")]
-    except ValueError:
-        raise UserError(f"bad --values {args.values!r}; use e.g. 0.5,1,2,none") from None
-    sweep = truncation_sweep(run, values, parse_seeds(args.seeds), args.label)
-    prefix = out_prefix(args.run, args.out, "truncation")
-    what = "psi in w" if sweep.space == "w" else "threshold in z"
-    fig = save_truncation_figure(
-        sweep, prefix.with_name(prefix.name + ".png"), f"{run.model.name}: truncation ({what})"
-    )
-    atomic_write_json(
-        prefix.with_name(prefix.name + ".json"),
-        {"run": str(args.run), "nimg": run.checkpoint.nimg, "space": sweep.space,
-         "values": sweep.values, "variety": sweep.variety, "figure": str(fig)},
+    return _say(
+        truncation_run(
+            args.run, values=args.values, seeds=args.seeds, label=args.label, out=args.out,
+            ema=not args.no_ema, device=args.device,
+        )
     )  # fmt: skip
-    for v, var in zip(sweep.values, sweep.variety, strict=True):
-        print(f"  {'none' if v is None else v:>6}: variety (mean pixel std) {var:.4f}")
-    print(f"figure: {fig}")
-    return 0
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from ..analysis import ablation as ab
-    from ..sampling import load, parse_seeds
+    from ..sampling import parse_seeds
 
     if args.list:
-        print(ab.format_layers(ab.generator_layers(load(args.run, ema=not args.no_ema).G)))
+        print(ab.format_layers(ab.run_layers(args.run, ema=not args.no_ema)))
         return 0
     picked = [f for f in ("channels", "region", "attribute") if getattr(args, f) is not None]
     if args.layer is None or not picked:
@@ -325,12 +203,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         ema=not args.no_ema,
         device=args.device,
     )
-    if report["finder"]:
-        f = report["finder"]
-        pairs = zip(f["channels"], f["scores"], strict=True)
-        print(f"top channels by {f['method']}: " + ", ".join(f"{c} ({s:.3g})" for c, s in pairs))
-    print("\n".join(report["summary"]))
-    print(f"figure: {report['figure']}\nreport: {report['report']}")
+    print("\n".join(ab.ablation_lines(report)))
     return 0
 
 

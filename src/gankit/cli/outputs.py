@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..analysis.paths import figure_prefix
 from ..errors import UserError
-from .common import out_prefix
 
 
 def add_overwrite(parser: argparse.ArgumentParser) -> None:
@@ -76,4 +76,4 @@ def check_outputs(args: argparse.Namespace) -> None:
     elif isinstance(kind, tuple):
         if wants_folder(out):
             raise UserError(f"--out is a path without suffix here, not a folder (got {out})")
-        check_prefix_target(out_prefix(args.run, out, args.command), overwrite, kind)
+        check_prefix_target(figure_prefix(args.run, out, args.command), overwrite, kind)

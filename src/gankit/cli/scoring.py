@@ -72,7 +72,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..metrics import evaluate_real, evaluate_run, format_table, list_metrics
+    from ..metrics import evaluate_run, format_table, list_metrics
 
     if args.list:
         print("metric names are KIND COUNT _ FEATURES, e.g. fd5k_mnistcnn, fid10k_inception;")
@@ -84,13 +84,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError("name a run folder or checkpoint to evaluate (or --list)")
     if not args.metrics:
         raise UserError("give --metrics, e.g. --metrics fd5k_mnistcnn,kid5k_mnistcnn (or --list)")
-    common = {
-        "seed": args.seed,
-        "evaluator": args.evaluator,
-        "inception_weights": args.inception_weights,
-        "device": args.device,
-        "use_cache": not args.no_cache,
-    }
     records = evaluate_run(
         args.run,
         args.metrics,
@@ -100,23 +93,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         split=args.ref,
         download=False if args.no_download else None,
         append=not args.no_append,
+        floor=args.floor,
         log=(lambda m: print(f"gankit: {m}", file=sys.stderr)) if args.verbose else None,
-        **common,
+        seed=args.seed,
+        evaluator=args.evaluator,
+        inception_weights=args.inception_weights,
+        device=args.device,
+        use_cache=not args.no_cache,
     )
-    if args.floor:
-        from ..checkpoint import load_checkpoint
-
-        rc = load_checkpoint(args.run).meta["run_config"]
-        real = evaluate_real(
-            args.data or rc["train"]["data"],
-            [r["metric"] for r in records if not r["metric"].startswith(("acc", "modes"))],
-            resolution=int(rc["model_config"]["resolution"]),
-            channels=int(rc["model_config"]["channels"]),
-            data_root=args.data_root or rc["train"].get("data_root"),
-            download=not args.no_download and bool(rc["train"].get("download", True)),
-            **common,
-        )
-        records = records + real
     first = records[0] if records else {}
     print(
         f"{first.get('model', '?')} at {first.get('nimg', '?')} images "
