@@ -42,7 +42,7 @@ def _rc(name: str = "dcgan", **train) -> RunConfig:
 
 
 def _weights(tr: Trainer) -> dict[str, torch.Tensor]:
-    tensors, _ = tr.state_tensors_and_meta()
+    tensors, _ = tr.state.pack()
     return {k: v.contiguous() for k, v in tensors.items() if not k.startswith("rng.")}
 
 

@@ -63,12 +63,12 @@ def test_roll_back_restores_the_last_good_state_exactly(tmp_path):
     for _ in range(2):
         tr.train_step()
     tr.checkpoint()
-    good = {k: v.clone() for k, v in tr.state_tensors_and_meta()[0].items()}
+    good = {k: v.clone() for k, v in tr.state.pack()[0].items()}
     for _ in range(3):
         tr.train_step()
-    tr._roll_back("a test", lambda message: None)
-    assert (tr.step, tr.nimg, tr.rollbacks, tr.lr_scale) == (2, 32, 1, 0.5)
-    now = tr.state_tensors_and_meta()[0]
+    tr._roll_back("a test")
+    assert (tr.step, tr.nimg, tr.state.rollbacks, tr.state.lr_scale) == (2, 32, 1, 0.5)
+    now = tr.state.pack()[0]
     assert set(now) == set(good)
     for key, value in good.items():
         torch.testing.assert_close(now[key], value, rtol=0, atol=0, msg=key)
@@ -83,13 +83,13 @@ def test_a_nan_is_caught_in_its_step_and_training_recovers(tmp_path):
     tr = _trainer(tmp_path, kimg=0.192)  # 12 steps
     _poison(tr, at_calls={6})  # step 6's D loss
     res = tr.train()
-    assert res.nimg == 192 and tr.rollbacks == 1 and tr.lr_scale == 0.5
+    assert res.nimg == 192 and tr.state.rollbacks == 1 and tr.state.lr_scale == 0.5
     (ev,) = [e for e in _events(tmp_path) if e["event"] == "rollback"]
     assert ev["at_step"] == 6 and ev["nimg"] == 64  # caught at once; back to the step-4 state
     assert ev["reason"].startswith("D's loss and D's gradients")  # then G's, through D
     steps = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 13)), "the log holds each step once, as if nothing happened"
-    last = tr.state_tensors_and_meta()
+    last = tr.state.pack()
     assert last[1]["lr_scale"] == 0.5 and last[1]["rollbacks"] == 1
     assert all(torch.isfinite(t.float()).all() for t in last[0].values())
     assert tr.opt_D.param_groups[0]["lr"] == pytest.approx(tr.cfg.lr_d / 2)
@@ -101,7 +101,7 @@ def test_nan_check_log_catches_it_at_the_next_log_step(tmp_path):
     tr.train()
     (ev,) = [e for e in _events(tmp_path) if e["event"] == "rollback"]
     assert ev["at_step"] == 8 and ev["nimg"] == 64
-    assert tr.rollbacks == 1
+    assert tr.state.rollbacks == 1
 
 
 def test_persistent_nans_stop_after_the_allowed_rollbacks(tmp_path):
@@ -171,7 +171,7 @@ def test_a_collapsed_generator_is_reported(tmp_path, capsys):
     warned = [e for e in _events(tmp_path) if e["event"] == "collapse_warning"]
     assert [e["nimg"] for e in warned] == [0, 32, 64, 96, 128]
     assert all(e["diversity"] < 0.01 for e in warned)
-    assert tr.state_tensors_and_meta()[1]["peak_diversity"] == 0.5
+    assert tr.state.pack()[1]["peak_diversity"] == 0.5
 
 
 def test_a_healthy_run_is_not_reported(tmp_path, capsys):
@@ -194,7 +194,7 @@ def test_same_seed_same_weights(name, tmp_path):
         tr = Trainer(_rc(name, seed=seed), tmp_path / str(i), ds, progress=False, tensorboard=False)
         for _ in range(3):
             tr.train_step()
-        runs.append(tr.state_tensors_and_meta()[0])
+        runs.append(tr.state.pack()[0])
     for key, value in runs[0].items():
         if key.startswith(("G.", "D.", "G_ema.", "optim.")):
             torch.testing.assert_close(runs[1][key], value, rtol=0, atol=0, msg=key)
@@ -212,7 +212,7 @@ def test_the_deterministic_flag_runs_and_changes_nothing_on_the_cpu(tmp_path):
             tr = Trainer(rc, tmp_path / str(i), ds, progress=False, tensorboard=False)
             for _ in range(3):
                 tr.train_step()
-            states.append(tr.state_tensors_and_meta()[0])
+            states.append(tr.state.pack()[0])
         assert torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(False)

@@ -249,8 +249,8 @@ def test_speed_options_match_the_fp32_path(tmp_path, train, rtol, atol):
         for k in ("loss_d", "loss_g", "d_real", "d_fake"):
             torch.testing.assert_close(b[k].float(), a[k].float(), rtol=rtol, atol=atol)
     if rtol < 0.01:  # the fp32 levers: every weight and Adam moment after 3 steps
-        a, _ = ref.state_tensors_and_meta()
-        b, _ = fast.state_tensors_and_meta()
+        a, _ = ref.state.pack()
+        b, _ = fast.state.pack()
         for key in a:
             if not key.startswith("rng."):
                 torch.testing.assert_close(b[key], a[key], rtol=rtol, atol=atol, msg=key)

@@ -8,7 +8,6 @@ shown to D (`nimg`), so runs with different batch sizes compare.
 
 from __future__ import annotations
 
-import copy
 import math
 import signal
 import sys
@@ -23,17 +22,7 @@ import torch
 from torch import nn
 
 from .. import viz
-from ..checkpoint import (
-    CKPT_DIR,
-    Checkpoint,
-    checkpoint_path,
-    list_checkpoints,
-    pack_optimizer,
-    pack_rng,
-    save_checkpoint,
-    unpack_optimizer,
-    unpack_rng,
-)
+from ..checkpoint import CKPT_DIR, Checkpoint, checkpoint_path, list_checkpoints, save_checkpoint
 from ..config import RunConfig, TrainConfig, to_dict
 from ..data.base import ImageDataset
 from ..data.mixtures import SCATTER_POINTS, SCATTER_REALS, PointDataset
@@ -67,6 +56,7 @@ from .guards import (
     write_error,
 )
 from .logging import MetricsLogger
+from .state import TrainState
 
 
 class TrainingInterrupted(Exception):
@@ -185,7 +175,6 @@ class Trainer:
         # Scores a generator at an image count; built by the caller so that training never
         # imports the metrics (they sit above it in the data flow).
         self.evaluate = evaluate
-        self.best: dict[str, Any] | None = None  # the keep_best record, kept across resumes
         self.cfg = cfg = run_config.train
         self.run_dir = Path(run_dir)
         self.dataset = dataset
@@ -237,24 +226,23 @@ class Trainer:
         self.steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped
         self.images_per_epoch = self.steps_per_epoch * cfg.batch_size
         self.total_nimg = total_images(cfg, n)
-        self.batch_index = 0  # real batches consumed so far
-        self.step = 0  # G updates so far
         self._perm: torch.Tensor | None = None
         self._perm_epoch = -1
         self.logger = MetricsLogger(self.run_dir, tensorboard=tensorboard and self.is_main)
         # Divergence guard: four flags per step (D loss, D grads, G loss, G grads) set on the
-        # device and read every step (nan_check=step) or at log steps; `_good` is the state of
-        # the last checkpoint, which a rollback returns to with lower learning rates.
+        # device and read every step (nan_check=step) or at log steps.
         self._flags = torch.zeros(4, dtype=torch.bool, device=self.device)
-        self._good: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
-        self.rollbacks = 0
-        self.lr_scale = 1.0  # product of the nan_lr_factor of every rollback so far
         # Mode-collapse watch: diversity of the fixed-noise samples / that of real images.
         self.watch = CollapseWatch(cfg.collapse_threshold)
         self._real_diversity: float | None = None
         self._gif_at = -math.inf
+        # Counters, packing, restoring and the last good state a rollback returns to.
+        self.state = TrainState(
+            run_config, self.dataset, {"G": self.G, "D": self.D, "G_ema": self.G_ema},
+            {"G": self.opt_G, "D": self.opt_D}, self.objective, self.watch,
+        )  # fmt: skip
         if resume is not None:
-            self._restore(resume)
+            self.state.restore(resume)
 
     def _wrap_networks(self) -> None:
         """The callables the training step runs: G and D themselves, or wrapped by
@@ -285,49 +273,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     @property
-    def nimg(self) -> int:
-        return self.batch_index * self.cfg.batch_size
+    def step(self) -> int:
+        """G updates so far."""
+        return self.state.step
 
-    def state_tensors_and_meta(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors: dict[str, torch.Tensor] = {}
-        for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
-            if net is not None:
-                tensors.update({f"{name}.{k}": v for k, v in net.state_dict().items()})
-        t_g, m_g = pack_optimizer("optim.G", self.opt_G)
-        t_d, m_d = pack_optimizer("optim.D", self.opt_D)
-        tensors.update(t_g)
-        tensors.update(t_d)
-        tensors.update(pack_rng())
-        ds = self.dataset
-        meta = {
-            "model": self.run_config.model,
-            "run_config": self.run_config.to_json(),
-            "step": self.step,
-            "nimg": self.nimg,
-            "batch_index": self.batch_index,
-            "objective": self.objective.name,
-            "objective_state": self.objective.state_dict(),
-            "optim": {"G": m_g, "D": m_d},
-            "data": {
-                "name": ds.name,
-                "num_classes": ds.num_classes,
-                "class_names": ds.class_names,
-                "channels": ds.channels,
-                "resolution": ds.resolution,
-                "images": len(ds),
-            },
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "best": self.best,
-            "lr_scale": self.lr_scale,
-            "rollbacks": self.rollbacks,
-            "peak_diversity": self.watch.peak,
-        }
-        return tensors, meta
+    @property
+    def nimg(self) -> int:
+        """Real images shown to D so far."""
+        return self.state.nimg
 
     def save(self) -> Path:
         """Write a checkpoint for the current step and prune old ones."""
-        tensors, meta = self.state_tensors_and_meta()
-        return self._write(tensors, meta)
+        return self._write(*self.state.pack())
 
     def _write(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
         # The new file is complete (renamed into place) before any old one is deleted.
@@ -336,27 +293,22 @@ class Trainer:
             old.unlink(missing_ok=True)
         return path
 
-    def _snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """A copy of the full training state (what a checkpoint holds), kept in memory."""
-        tensors, meta = self.state_tensors_and_meta()
-        return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}, meta
-
     def checkpoint(self) -> Path | None:
         """Remember the current state as the last good one; rank 0 also writes it to disk."""
-        self._good = self._snapshot()
-        return self._write(*self._good) if self.is_main else None
+        good = self.state.remember()
+        return self._write(*good) if self.is_main else None
 
-    def _roll_back(self, what: str, say: Callable[[str], None]) -> None:
+    def _roll_back(self, what: str) -> None:
         """Return to the last good state with both learning rates times nan_lr_factor, or
         raise TrainingDiverged when nan_retries rollbacks were not enough."""
-        cfg = self.cfg
-        at_step, where = self.step, f"step {self.step} ({self.nimg / 1000:g} kimg)"
-        if self.rollbacks >= cfg.nan_retries or self._good is None:
+        cfg, state = self.cfg, self.state
+        at_step, where = state.step, f"step {state.step} ({self.nimg / 1000:g} kimg)"
+        if state.rollbacks >= cfg.nan_retries or state.good is None:
             last = list_checkpoints(self.run_dir)
             tried = (
-                f"still diverging after {self.rollbacks} rollback(s) with the learning rates "
-                f"down to x{self.lr_scale:g}"
-                if self.rollbacks
+                f"still diverging after {state.rollbacks} rollback(s) with the learning rates "
+                f"down to x{state.lr_scale:g}"
+                if state.rollbacks
                 else "rollback is off (nan_retries=0)"
             )
             raise TrainingDiverged(
@@ -364,59 +316,19 @@ class Trainer:
                 + (f"the last good checkpoint is {last[-1]}" if last else "no checkpoint yet")
                 + "; try a lower --lr, another --objective or a regulariser (--reg r1)"
             )
-        tensors, meta = self._good
-        rollbacks, scale = self.rollbacks + 1, self.lr_scale * cfg.nan_lr_factor
-        state = Checkpoint(
-            path=Path("<last good state>"),
-            meta=copy.deepcopy(meta),
-            tensors={k: v.clone() for k, v in tensors.items()},  # keep the snapshot pristine
-        )
-        self._restore(state)
-        for opt in (self.opt_G, self.opt_D):
-            for group in opt.param_groups:
-                group["lr"] = group["lr"] * scale / float(meta.get("lr_scale", 1.0))
-        self.rollbacks, self.lr_scale = rollbacks, scale
+        state.roll_back(cfg.nan_lr_factor)
         self._flags.zero_()
+        scale, n = state.lr_scale, state.rollbacks
         if self.is_main:
             self._forget_after(self.nimg)
             self.logger.event(
                 "rollback", nimg=self.nimg, at_step=at_step, reason=what,
-                lr_scale=scale, rollback=rollbacks, of=cfg.nan_retries,
+                lr_scale=scale, rollback=n, of=cfg.nan_retries,
             )  # fmt: skip
-        say(
+        self._say(
             f"gankit: warning: {what} at {where}; rolled back to {self.nimg / 1000:g} kimg with "
-            f"the learning rates x{scale:g} (rollback {rollbacks} of {cfg.nan_retries})"
+            f"the learning rates x{scale:g} (rollback {n} of {cfg.nan_retries})"
         )
-
-    def _restore(self, ck: Checkpoint) -> None:
-        for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
-            if net is None:
-                continue
-            if not ck.has(name):
-                raise UserError(f"{ck.path} has no {name} weights; cannot resume from it")
-            try:
-                net.load_state_dict(ck.part(name))
-            except RuntimeError as exc:
-                raise UserError(
-                    f"{ck.path} does not fit {self.run_config.model}'s networks: "
-                    f"{str(exc).splitlines()[0]}"
-                ) from None
-        # The loader has checked all of this against the networks; what still does not fit
-        # (another optimiser layout than this trainer's) is the file's fault, said in one line.
-        try:
-            unpack_optimizer("optim.G", self.opt_G, ck.tensors, ck.meta["optim"]["G"])
-            unpack_optimizer("optim.D", self.opt_D, ck.tensors, ck.meta["optim"]["D"])
-            self.objective.load_state_dict(ck.meta.get("objective_state", {}))
-            self.step = int(ck.meta["step"])
-            self.batch_index = int(ck.meta["batch_index"])
-            self.best = ck.meta.get("best")
-            self.lr_scale = float(ck.meta.get("lr_scale", 1.0))
-            self.rollbacks = int(ck.meta.get("rollbacks", 0))
-            self.watch.peak = float(ck.meta.get("peak_diversity", 0.0))
-            unpack_rng(ck.tensors)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            detail = " ".join(str(exc).split())[:120]
-            raise UserError(f"{ck.path} cannot be resumed: {detail}") from None
 
     # ------------------------------------------------------------------ one step
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -425,14 +337,14 @@ class Trainer:
         Deriving the order from the epoch number (instead of carrying an RNG) is what makes a
         resumed run draw exactly the batches the uninterrupted run would have drawn.
         """
-        epoch, pos = divmod(self.batch_index, self.steps_per_epoch)
+        epoch, pos = divmod(self.state.batch_index, self.steps_per_epoch)
         if epoch != self._perm_epoch:
             g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
             self._perm = torch.randperm(len(self.dataset), generator=g)
             self._perm_epoch = epoch
         assert self._perm is not None
         b = self.cfg.batch_size
-        self.batch_index += 1
+        self.state.batch_index += 1
         index = self._perm[pos * b : (pos + 1) * b]
         if self.world.distributed:  # this rank's slice of the global batch
             index = index[self.world.rank * self.local_batch :][: self.local_batch]
@@ -531,7 +443,7 @@ class Trainer:
         if self.G_ema is not None:
             beta = ema_beta(self.cfg.batch_size, self.nimg, self.cfg.ema_kimg, self.cfg.ema_rampup)
             update_ema(self.G_ema, self.G, beta)
-        self.step += 1
+        self.state.step += 1
         return logs
 
     # ------------------------------------------------------------------ pictures
@@ -612,11 +524,12 @@ class Trainer:
             if rec["metric"] != key:
                 continue
             value, higher = float(rec["value"]), bool(rec["higher_is_better"])
-            old = None if self.best is None else float(self.best["value"])
+            best = self.state.best
+            old = None if best is None else float(best["value"])
             if old is None or (value > old if higher else value < old):
-                self.best = {"metric": key, "value": value, "nimg": self.nimg}
-                tensors, meta = self.state_tensors_and_meta()
-                save_checkpoint(self.run_dir / CKPT_DIR / "best.safetensors", tensors, meta)
+                self.state.best = {"metric": key, "value": value, "nimg": self.nimg}
+                path = self.run_dir / CKPT_DIR / "best.safetensors"
+                save_checkpoint(path, *self.state.pack())
         return records
 
     def _write_reals(self) -> None:
@@ -744,7 +657,7 @@ class Trainer:
         last_ckpt: Path | None = None
         saved_at = -1
         out_of_time = False
-        self._good = self._snapshot()  # what a NaN in the first interval rolls back to
+        self.state.remember()  # what a NaN in the first interval rolls back to
         try:
             while self.nimg < self.total_nimg and not out_of_time:
                 before = self.nimg
@@ -761,7 +674,7 @@ class Trainer:
                     stop, cfg.nan_check == "step" or log_now or ckpt_now or done
                 )
                 if any(bad):  # never log, draw or save a diverged state: go back instead
-                    self._roll_back(describe_nonfinite(bad), self._say)
+                    self._roll_back(describe_nonfinite(bad))
                     acc, acc_n, t_last, n_last = {}, 0, time.perf_counter(), self.nimg
                     out_of_time = False
                     bar.n = self.nimg
@@ -802,7 +715,7 @@ class Trainer:
                     bar.write(
                         f"gankit: eval at {self.nimg / 1000:g} kimg: "
                         + ", ".join(f"{r['metric']}={r['value']:.4g}" for r in records)
-                        + (f" (best {self.best['value']:.4g})" if self.best else "")
+                        + (f" (best {self.state.best['value']:.4g})" if self.state.best else "")
                     )
                 if ckpt_now or done or stop_now:
                     last_ckpt = self.checkpoint()
