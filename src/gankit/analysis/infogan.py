@@ -252,7 +252,9 @@ def codes_run(
     if not purity:
         return CodesRun(fig, None, None)
     data = loaded.checkpoint.run_config.train.data
-    classify = ExtractorOptions(data=data, evaluator=evaluator).get("mnistcnn").classify
+    classify = (
+        ExtractorOptions(data=data, evaluator=evaluator, device=device).get("mnistcnn").classify
+    )
     result = categorical_purity(loaded.G, classify, n_per_code=purity)
     path = prefix.with_name(prefix.name + "-purity.json")
     atomic_write_json(path, result)
