@@ -119,6 +119,48 @@ def test_rgb_to_grey_uses_luminance(tmp_path: Path) -> None:
     assert set(ds.images[1].flatten().tolist()) == {150}
 
 
+class _Painter:
+    """Records what a dataset asks to draw (gankit.viz's save_grid / save_scatter)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, torch.Tensor, dict]] = []
+
+    def save_grid(self, images, path, nrow=None, scale=1):
+        self.calls.append(("grid", images, {"nrow": nrow, "scale": scale}))
+        return Path(path)
+
+    def save_scatter(self, points, path, reference=None, limit=None, title=None, label=""):
+        kw = {"reference": reference, "limit": limit, "title": title, "label": label}
+        self.calls.append(("scatter", points, kw))
+        return Path(path)
+
+
+def test_each_kind_of_data_draws_its_own_progress_pictures(digits32: ImageDataset) -> None:
+    """Images as a grid (the first 64 real ones, small ones twice their size), 2D points as a
+    scatter over the real ones: the trainer asks the dataset and knows neither kind."""
+    paint = _Painter()
+    assert digits32.preview_size(64) == 64
+    digits32.draw(None, "reals.png", paint)
+    fakes = torch.zeros(10, 1, 32, 32)
+    digits32.draw(fakes, "fakes.png", paint, title="ignored", nrow=5)
+    (_, reals, kw_reals), (_, drawn, kw_fakes) = paint.calls
+    torch.testing.assert_close(reals, digits32.batch(torch.arange(64))[0])
+    assert kw_reals == {"nrow": None, "scale": 2} and drawn is fakes
+    assert kw_fakes == {"nrow": 5, "scale": 2}
+
+    ring = load_dataset("ring8", resolution=1, max_images=3000)
+    assert ring.preview_size(64) == 1000  # a scatter needs more points than a grid's 64
+    paint = _Painter()
+    ring.draw(None, "reals.png", paint, title="gan on ring8: real data")
+    ring.draw(torch.full((5, 2, 1, 1), 0.5), "fakes.png", paint, title="at 1 kimg")
+    (kind, reals, kw_reals), (_, points, kw_fakes) = paint.calls
+    assert kind == "scatter" and reals.shape == (2500, 2) and kw_reals["reference"] is None
+    assert kw_reals["label"] == "real" and kw_reals["title"] == "gan on ring8: real data"
+    torch.testing.assert_close(points, torch.full((5, 2), 0.5 * ring.scale))
+    assert kw_fakes["reference"] is not None and kw_fakes["label"] == "generated"
+    assert kw_fakes["limit"] == ring.scale == 4.0
+
+
 @pytest.mark.parametrize("channels", [0, 2, 4])
 def test_unsupported_channel_count(channels: int) -> None:
     with pytest.raises(UserError, match=f"{channels}-channel"):

@@ -7,9 +7,37 @@ only when a batch is taken.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
 
 import torch
+
+GRID_REALS = 64  # real images in a run's reals.png
+
+
+class Painter(Protocol):
+    """The picture writers a dataset draws with (gankit.viz is one). Passed in rather than
+    imported, so that the data layer needs nothing above it."""
+
+    def save_grid(
+        self,
+        images: torch.Tensor,
+        path: str | os.PathLike,
+        nrow: int | None = ...,
+        scale: int = ...,
+    ) -> Path: ...
+
+    def save_scatter(
+        self,
+        points: torch.Tensor,
+        path: str | os.PathLike,
+        reference: torch.Tensor | None = ...,
+        limit: float | None = ...,
+        title: str | None = ...,
+        label: str = ...,
+    ) -> Path: ...
 
 
 @dataclass
@@ -66,6 +94,27 @@ class ImageDataset:
         y = None if self.labels is None else self.labels[index.to(self.labels.device)]
         y = None if y is None else y.to(device, non_blocking=True)
         return x, y
+
+    def preview_size(self, n: int) -> int:
+        """How many generated samples a progress picture shows when `n` are asked for."""
+        return n
+
+    def draw(
+        self,
+        samples: torch.Tensor | None,
+        path: str | os.PathLike,
+        painter: Painter,
+        *,
+        title: str = "",
+        nrow: int | None = None,
+    ) -> Path:
+        """A progress picture: generated `samples` (in [-1, 1]) as a grid of `nrow` per row,
+        or with None the first real images; small images are shown at twice their size.
+        Images need no `title` (the 2D points' scatter has one)."""
+        if samples is None:
+            samples, _ = self.batch(torch.arange(min(len(self), GRID_REALS)))
+        scale = 2 if samples.shape[-1] <= 32 else 1
+        return painter.save_grid(samples, path, nrow=nrow, scale=scale)
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:

@@ -20,11 +20,14 @@ floating point.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from ..errors import UserError
+from .base import Painter
 from .common import DATASETS, LoadRequest
 
 # Points drawn per named mixture (PacGAN trains on 100,000 samples).
@@ -98,9 +101,10 @@ class PointDataset:
     """2D points offered to the trainer as 2-channel 1x1 images in Tanh's range.
 
     It has what the trainer uses of an `ImageDataset` (`batch`, `len`, `labels`, `num_classes`,
-    `name`, `class_names`, `notes`, `channels`, `resolution`) but keeps float points, not
-    uint8 pixels. It is unlabelled: the protocol is unconditional, and a mode label would let
-    a conditional model sidestep the mode-collapse question.
+    `name`, `class_names`, `notes`, `channels`, `resolution`, and `preview_size` and `draw`
+    for the progress pictures) but keeps float points, not uint8 pixels. It is unlabelled:
+    the protocol is unconditional, and a mode label would let a conditional model sidestep
+    the mode-collapse question.
 
     Attributes:
         points: float32 [N, 2] in the mixture's own units.
@@ -150,6 +154,33 @@ class PointDataset:
     def to_points(self, x: torch.Tensor) -> torch.Tensor:
         """Generator outputs [N, 2, 1, 1] (or [N, 2]) back to the mixture's units, [N, 2]."""
         return to_points(x, self.mixture)
+
+    def preview_size(self, n: int) -> int:
+        """Generated points in a progress scatter: at least SCATTER_POINTS (a grid's 64 are
+        too few to show which modes are covered)."""
+        return max(n, SCATTER_POINTS)
+
+    def draw(
+        self,
+        samples: torch.Tensor | None,
+        path: str | os.PathLike,
+        painter: Painter,
+        *,
+        title: str = "",
+        nrow: int | None = None,
+    ) -> Path:
+        """A progress picture: generated `samples` as a scatter over the first real points,
+        or with None the real points alone, on axes fixed to the mixture's scale (so that
+        the frames of a run line up in its animation). `nrow` is for image grids."""
+        reals = self.points[:SCATTER_REALS]
+        return painter.save_scatter(
+            reals if samples is None else self.to_points(samples),
+            path,
+            reference=None if samples is None else reals,
+            limit=self.scale,
+            title=title,
+            label="generated" if samples is not None else "real",
+        )
 
 
 def to_points(x: torch.Tensor, mixture: Mixture | str) -> torch.Tensor:

@@ -18,6 +18,7 @@ from types import FrameType
 import torch
 from torch import nn
 
+from ..data.base import ImageDataset
 from ..errors import UserError
 from ..terminal import SIGNAL_NAMES
 
@@ -115,6 +116,19 @@ class CollapseWatch:
         self.threshold = threshold
         self.peak = peak
         self.value: float | None = None
+        self.real: float | None = None  # the diversity of real images, measured once
+
+    def observe(
+        self, fakes: torch.Tensor, labels: torch.Tensor | None, dataset: ImageDataset
+    ) -> None:
+        """Update with the diversity of `fakes` relative to as many real images of `dataset`
+        (within each class when the samples are labelled)."""
+        if self.real is None:
+            n = min(len(dataset), fakes.shape[0])
+            reals, real_labels = dataset.batch(torch.arange(n))
+            self.real = diversity(reals, None if labels is None else real_labels)
+        if self.real > 0:
+            self.update(diversity(fakes, labels) / self.real)
 
     def update(self, value: float) -> bool:
         self.value = value

@@ -25,7 +25,6 @@ from .. import viz
 from ..checkpoint import CKPT_DIR, Checkpoint, checkpoint_path, list_checkpoints, save_checkpoint
 from ..config import RunConfig, TrainConfig, to_dict
 from ..data.base import ImageDataset
-from ..data.mixtures import SCATTER_POINTS, SCATTER_REALS, PointDataset
 from ..device import Precision, choose_precision, resolve_device, use_deterministic_kernels
 from ..distributed import (
     World,
@@ -39,18 +38,17 @@ from ..distributed import (
     rank_device,
 )
 from ..errors import UserError
-from ..latent import class_grid, prior_of
+from ..latent import prior_of
 from ..models import create_model
-from ..modes import eval_mode
 from ..objectives import create_objective
 from ..regularisers import Step, create_regularisers
 from .ema import ema_beta, make_ema, update_ema
+from .figures import ProgressFigures
 from .guards import (
     SIGNAL_NAMES,
     CollapseWatch,
     StopRequest,
     describe_nonfinite,
-    diversity,
     nonfinite_flags,
     remove_stale_temp_files,
     write_error,
@@ -234,12 +232,16 @@ class Trainer:
         self._flags = torch.zeros(4, dtype=torch.bool, device=self.device)
         # Mode-collapse watch: diversity of the fixed-noise samples / that of real images.
         self.watch = CollapseWatch(cfg.collapse_threshold)
-        self._real_diversity: float | None = None
-        self._gif_at = -math.inf
         # Counters, packing, restoring and the last good state a rollback returns to.
         self.state = TrainState(
             run_config, self.dataset, {"G": self.G, "D": self.D, "G_ema": self.G_ema},
             {"G": self.opt_G, "D": self.opt_D}, self.objective, self.watch,
+        )  # fmt: skip
+        self.figures = ProgressFigures(
+            self.run_dir, self.dataset, self.prior,
+            title=f"{run_config.model} on {self.dataset.name}", grid_size=cfg.grid_size,
+            num_classes=self.num_classes if self.conditional else 0,
+            curves=viz.declared_curves([self.objective, *self.regularisers]),
         )  # fmt: skip
         if resume is not None:
             self.state.restore(resume)
@@ -446,72 +448,13 @@ class Trainer:
         self.state.step += 1
         return logs
 
-    # ------------------------------------------------------------------ pictures
-    def grid_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-        """Fixed latents for the progress grid: seeds 0..n-1 (one row per class if conditional)."""
-        if self.conditional:
-            cols = min(self.cfg.grid_size, 10)
-            seeds, labels = class_grid(self.num_classes, cols)
-            return self.prior.from_seeds(seeds), labels, cols
-        n = self.cfg.grid_size
-        if isinstance(self.dataset, PointDataset):  # a scatter needs more than a grid's 64
-            n = max(n, SCATTER_POINTS)
-        return self.prior.from_seeds(range(n)), None, max(1, math.ceil(math.sqrt(n)))
-
-    @torch.no_grad()
-    def sample_grid(self, path: Path) -> Path:
-        net = self.G_ema if self.G_ema is not None else self.G
-        z, y, nrow = self.grid_inputs()
-        z = z.to(self.device)
-        y = None if y is None else y.to(self.device)
-        with eval_mode(net):
-            imgs = torch.cat(
-                [
-                    net(z[i : i + 256], None if y is None else y[i : i + 256])
-                    for i in range(0, z.shape[0], 256)
-                ]
-            )
-        self._watch_diversity(imgs, y)
-        if isinstance(self.dataset, PointDataset):  # 2D points: a scatter over the real ones
-            return self._scatter(self.dataset.to_points(imgs), path)
-        scale = 2 if imgs.shape[-1] <= 32 else 1
-        return viz.save_grid(imgs, path, nrow=nrow, scale=scale)
-
-    def _watch_diversity(self, fakes: torch.Tensor, labels: torch.Tensor | None) -> None:
-        """Diversity of the fixed-noise samples relative to as many real images (within each
-        class for conditional models): the cheap mode-collapse statistic behind the warning."""
-        if self._real_diversity is None:
-            n = min(len(self.dataset), fakes.shape[0])
-            reals, real_labels = self.dataset.batch(torch.arange(n))
-            if labels is None or real_labels is None:
-                real_labels = None
-            self._real_diversity = diversity(reals, real_labels)
-        if self._real_diversity > 0:
-            self.watch.update(diversity(fakes, labels) / self._real_diversity)
-
-    @property
-    def diversity(self) -> float | None:
-        """The latest sample diversity relative to the data's (None before the first grid)."""
-        return self.watch.value
-
-    @property
-    def collapsing(self) -> bool:
-        return self.watch.collapsing
-
-    def _scatter(self, points: torch.Tensor | None, path: Path) -> Path:
-        """Generated (or, with None, only real) 2D points over the first real ones."""
-        ds = self.dataset
-        assert isinstance(ds, PointDataset)
-        reals = ds.points[:SCATTER_REALS]
-        what = f"{self.nimg / 1000:g} kimg" if points is not None else "real data"
-        return viz.save_scatter(
-            reals if points is None else points,
-            path,
-            reference=None if points is None else reals,
-            limit=ds.scale,
-            title=f"{self.run_config.model} on {ds.name}: {what}",
-            label="generated" if points is not None else "real",
-        )
+    # ------------------------------------------------------------------ pictures, evaluation
+    def _draw_frame(self) -> None:
+        """The fixed-noise frame of now, and the collapse watch on its samples."""
+        G = self.G_ema if self.G_ema is not None else self.G
+        fakes, labels = self.figures.draw_fakes(G, self.nimg, self.device)
+        self.watch.observe(fakes, labels, self.dataset)
+        self._report_diversity()
 
     def run_evaluation(self) -> list[dict[str, Any]]:
         """Score G_ema (else G) now; keep checkpoints/best.safetensors if it is the best yet."""
@@ -532,41 +475,13 @@ class Trainer:
                 save_checkpoint(path, *self.state.pack())
         return records
 
-    def _write_reals(self) -> None:
-        if isinstance(self.dataset, PointDataset):
-            self._scatter(None, self.run_dir / "samples" / "reals.png")
-            return
-        n = min(len(self.dataset), 64)
-        x, _ = self.dataset.batch(torch.arange(n))
-        viz.save_grid(
-            x, self.run_dir / "samples" / "reals.png", scale=2 if x.shape[-1] <= 32 else 1
-        )
-
     def _forget_after(self, nimg: int) -> None:
         """Drop the metrics and sample frames recorded after `nimg` (resume, rollback)."""
         self.logger.truncate_after(nimg)
-        for f in self._frames():
-            if int(f.stem[5:]) > nimg:
-                f.unlink()
-
-    def _frames(self) -> list[Path]:
-        return sorted((self.run_dir / "samples").glob("fakes*.png"))
-
-    GIF_EVERY_S = 120.0  # the animation is rebuilt from all frames: at most this often
+        self.figures.forget_after(nimg)
 
     def refresh_figures(self, final: bool = True) -> None:
-        """Loss curves and the progress animation from what is on disk.
-
-        Rebuilding the GIF costs time in proportion to the number of frames, so during
-        training it is redrawn at most every GIF_EVERY_S seconds, and always at the end.
-        """
-        title = f"{self.run_config.model} on {self.dataset.name}"
-        curves = viz.declared_curves([self.objective, *self.regularisers])
-        viz.plot_losses(self.logger.path, self.run_dir / "losses.png", title=title, curves=curves)
-        now = time.perf_counter()
-        if final or now - getattr(self, "_gif_at", -math.inf) >= self.GIF_EVERY_S:
-            viz.save_gif(self._frames(), self.run_dir / "progress.gif")
-            self._gif_at = now
+        self.figures.refresh(self.logger.path, final=final)
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> TrainResult:
@@ -627,9 +542,8 @@ class Trainer:
             pass
         elif start_nimg == 0:
             samples.mkdir(parents=True, exist_ok=True)
-            self._write_reals()
-            self.sample_grid(samples / f"fakes{0:09d}.png")
-            self._report_diversity()
+            self.figures.draw_reals()
+            self._draw_frame()
         else:  # resuming: forget what was logged or drawn after the checkpoint
             samples.mkdir(parents=True, exist_ok=True)
             self._forget_after(start_nimg)
@@ -692,16 +606,15 @@ class Trainer:
                         f"D(x) {rec.get('d_real', 0):.2f} D(G(z)) {rec.get('d_fake', 0):.2f} "
                         f"{rec['img_per_s']:.0f} img/s"
                         + (
-                            f" | COLLAPSE? diversity {self.diversity:.2f}"
-                            if self.collapsing
+                            f" | COLLAPSE? diversity {self.watch.value:.2f}"
+                            if self.watch.collapsing
                             else ""
                         ),
                         refresh=False,
                     )
                 bar.update(self.nimg - before)
                 if main and (self.nimg // sample_every > before // sample_every or done):
-                    self.sample_grid(samples / f"fakes{self.nimg:09d}.png")
-                    self._report_diversity()
+                    self._draw_frame()
                     self.refresh_figures(final=done)
                 if eval_every is not None and (
                     self.nimg // eval_every > before // eval_every or done
@@ -749,14 +662,15 @@ class Trainer:
 
     def _report_diversity(self) -> None:
         """Record the sample diversity; say so when it looks like mode collapse."""
-        if self.diversity is None:
+        value = self.watch.value
+        if value is None:
             return
-        self.logger.event("diversity", nimg=self.nimg, value=round(self.diversity, 4))
-        if self.collapsing:
-            self.logger.event("collapse_warning", nimg=self.nimg, diversity=self.diversity)
+        self.logger.event("diversity", nimg=self.nimg, value=round(value, 4))
+        if self.watch.collapsing:
+            self.logger.event("collapse_warning", nimg=self.nimg, diversity=value)
             self._say(
                 f"gankit: warning: possible mode collapse at {self.nimg / 1000:g} kimg: the "
-                f"fixed-noise samples vary {self.diversity:.2f}x as much as real images "
+                f"fixed-noise samples vary {value:.2f}x as much as real images "
                 f"(threshold {self.cfg.collapse_threshold:g}); look at "
                 f"samples/fakes{self.nimg:09d}.png"
             )
