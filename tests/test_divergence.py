@@ -66,7 +66,7 @@ def test_roll_back_restores_the_last_good_state_exactly(tmp_path):
     good = {k: v.clone() for k, v in tr.state.pack()[0].items()}
     for _ in range(3):
         tr.train_step()
-    tr._roll_back("a test")
+    tr.roll_back("a test")
     assert (tr.step, tr.nimg, tr.state.rollbacks, tr.state.lr_scale) == (2, 32, 1, 0.5)
     now = tr.state.pack()[0]
     assert set(now) == set(good)

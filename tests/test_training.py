@@ -121,7 +121,7 @@ class FakeClock:
 
 
 def test_max_seconds_stops_with_a_checkpoint(tmp_path, monkeypatch):
-    from gankit.training import trainer as tm
+    from gankit.training import loop
 
     ds = synthetic_dataset(n=64)
     tr = Trainer(
@@ -135,7 +135,7 @@ def test_max_seconds_stops_with_a_checkpoint(tmp_path, monkeypatch):
         return logs
 
     monkeypatch.setattr(tr, "train_step", timed_step)
-    monkeypatch.setattr(tm, "time", clock)
+    monkeypatch.setattr(loop, "time", clock)
     res = tr.train()
     assert res.stopped_early and res.nimg == 3 * 16  # the first step to end past 0.5 s
     assert load_checkpoint(tmp_path).nimg == res.nimg
@@ -266,7 +266,7 @@ def test_speed_options_match_the_fp32_path(tmp_path, train, rtol, atol):
     if train.get("optimizer_impl") == "fused":
         assert fast.opt_D.defaults["fused"]
     if train.get("compile"):
-        assert fast.G_step is not fast.G  # the step runs the compiled module
+        assert fast.wrapped.G is not fast.G  # the step runs the compiled module
 
 
 def test_bf16_updates_point_the_same_way_as_fp32(tmp_path):
@@ -351,7 +351,7 @@ def test_auto_precision_is_fp32_where_onednn_would_emulate_bf16(tmp_path, monkey
 
 
 def test_data_on_device_keeps_the_data_on_the_cpu_for_a_cpu_run():
-    from gankit.training.trainer import data_on_device
+    from gankit.training.build import data_on_device
 
     ds = synthetic_dataset(n=8)
     assert data_on_device(ds, torch.device("cpu"), "auto") is ds

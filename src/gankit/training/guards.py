@@ -22,6 +22,42 @@ from ..data.base import ImageDataset
 from ..errors import UserError
 from ..terminal import SIGNAL_NAMES
 
+
+class TrainingInterrupted(Exception):
+    """Raised when SIGINT / SIGTERM stopped training: after a checkpoint of the last complete
+    step (`saved`), or at once on a second signal (`saved` False: the newest checkpoint on
+    disk, if any, is `checkpoint`)."""
+
+    def __init__(self, checkpoint: Path | None, signum: int, saved: bool = True) -> None:
+        name = SIGNAL_NAMES.get(signum, f"signal {signum}")
+        super().__init__(f"stopped by {name}; state saved to {checkpoint}")
+        self.checkpoint = checkpoint
+        self.signum = signum
+        self.saved = saved
+
+
+class TrainingDiverged(UserError):
+    """Losses became NaN or infinite."""
+
+
+def diverged(
+    where: str, what: str, rollbacks: int, lr_scale: float, last: list[Path]
+) -> TrainingDiverged:
+    """The error when rollbacks did not help: `what` went non-finite at `where` after
+    `rollbacks` rollbacks, down to learning rates x`lr_scale`; `last`: the checkpoints on disk."""
+    tried = (
+        f"still diverging after {rollbacks} rollback(s) with the learning rates "
+        f"down to x{lr_scale:g}"
+        if rollbacks
+        else "rollback is off (nan_retries=0)"
+    )
+    return TrainingDiverged(
+        f"training diverged at {where}: {what}; {tried}; "
+        + (f"the last good checkpoint is {last[-1]}" if last else "no checkpoint yet")
+        + "; try a lower --lr, another --objective or a regulariser (--reg r1)"
+    )
+
+
 # The four checks of one training step, in the order of `nonfinite_flags`.
 NONFINITE_WHAT = ("D's loss", "D's gradients", "G's loss", "G's gradients")
 

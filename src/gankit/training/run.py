@@ -16,25 +16,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..checkpoint import Checkpoint, list_checkpoints, load_checkpoint
 from ..checks import check_run_config
 from ..config import RESUMABLE_KEYS, RunConfig, TrainConfig, apply_overrides, to_dict
 from ..data import load_dataset
 from ..data.base import ImageDataset
+from ..device import resolve_device
 from ..distributed import broadcast_object, current_world
 from ..errors import UserError
 from ..files import atomic_write_json
 from ..models import MODELS, check_size, create_model, make_config, meta_model
 from ..objectives import create_objective
 from ..regularisers import create_regularisers
-from .trainer import Trainer, TrainResult, check_batch_size, resolve_device, total_images
+from .trainer import EvalHook, Trainer, TrainResult, check_batch_size, total_images
 
-# What the trainer calls every eval_every_kimg: (G or G_ema, images seen) -> metric records.
-EvalHook = Callable[[torch.nn.Module, int], list[dict[str, Any]]]
-# What builds it for a run (None when the run asks for no evaluation). Training imports no
-# metrics: the layer above passes this in (gankit.api.eval_hook, behind gankit.train).
+# What builds a run's evaluation hook (None when the run asks for no evaluation). Training
+# imports no metrics: the layer above passes this in (gankit.api.eval_hook, behind gankit.train).
 MakeEvalHook = Callable[[RunConfig, Path], EvalHook | None]
 
 # The size each named dataset is trained at unless --resolution says otherwise (the digits are
