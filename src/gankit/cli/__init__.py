@@ -70,8 +70,13 @@ def _run(args: argparse.Namespace) -> int:
     """Run one parsed command; every failure ends as one line on stderr and an exit code."""
     from ..device import resolve_device
     from ..terminal import Interrupted, signals_as_exceptions
-    from ..training.guards import SIGNAL_NAMES, WRITE_ERRNOS, RunFolderError
-    from ..training.trainer import TrainingDiverged, TrainingInterrupted
+    from ..training.guards import (
+        SIGNAL_NAMES,
+        WRITE_ERRNOS,
+        RunFolderError,
+        TrainingDiverged,
+        TrainingInterrupted,
+    )
 
     started = time.time()
     signals = contextlib.nullcontext() if args.command in _OWN_SIGNALS else signals_as_exceptions()
