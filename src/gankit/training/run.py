@@ -53,26 +53,52 @@ def _pow2_ceil(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _needs_pow2(model: str) -> bool:
-    """Whether the model's networks only take power-of-two sizes (try one odd size)."""
-    try:
-        create_model(model, resolution=24, channels=1, **_tiny(model))
-    except UserError:
-        return True
-    return False
-
-
 def _tiny(model: str) -> dict[str, Any]:
     """Smallest widths for a quick shape check (only fields the model has)."""
     cfg = MODELS.get(model).config_cls()
     return {k: 4 for k in ("ngf", "ndf", "hidden") if hasattr(cfg, k)}
 
 
-def default_resolution(model: str, data: str) -> int | None:
-    base = DEFAULT_RESOLUTION.get(data)
-    if base is None:
-        return None
-    return _pow2_ceil(base) if _needs_pow2(model) else base
+def _shape_error(model: str, mo: Mapping[str, Any], res: int) -> UserError | None:
+    """Why the networks cannot take `res` (None when they can), from one build of tiny widths
+    on the meta device. An error counts only if the same tiny model builds at the model's
+    default resolution; otherwise the probe itself is at fault and the full check decides."""
+    spec = MODELS.get(model)
+    probe = {**mo, **_tiny(model), "resolution": res}
+    probe.setdefault("channels", 1)
+    if spec.conditional:
+        probe.setdefault("num_classes", 2)
+    try:
+        meta_model(model, probe)  # on meta: a forged layer count cannot allocate or hang
+    except UserError as exc:
+        try:
+            meta_model(model, {**probe, "resolution": spec.config_cls().resolution})
+        except UserError:
+            return None
+        return exc
+    return None
+
+
+def choose_resolution(model: str, data: str, mo: Mapping[str, Any]) -> int:
+    """The image side to train at: `mo`'s resolution, else the data's customary size (or the
+    power of two above it, for networks that take no other), else the model's default.
+
+    Refused, before any data is read and resized, when the networks cannot take it.
+    """
+    if mo.get("resolution") is not None:
+        tries = [int(mo["resolution"])]
+    elif data in DEFAULT_RESOLUTION:
+        base = DEFAULT_RESOLUTION[data]
+        tries = list(dict.fromkeys([base, _pow2_ceil(base)]))
+    else:
+        tries = [MODELS.get(model).config_cls().resolution]
+    for res in tries:
+        if res <= 0:
+            raise UserError(f"resolution must be > 0 (got {res})")
+        err = _shape_error(model, mo, res)
+        if err is None:
+            return res
+    raise err
 
 
 def _run_name(model: str, data: str) -> str:
@@ -204,14 +230,8 @@ def prepare_training(
     mo, _ = preset_overrides(model, tcfg.preset)
     mo.update({k.replace("-", "_"): v for k, v in (model_overrides or {}).items()})
     make_config(model, mo)  # unknown keys / wrong types fail before any data is read
-    res = mo.get("resolution")
-    if res is None:
-        res = default_resolution(model, data) or spec.config_cls().resolution
-    res = int(res)
-    if res <= 0:
-        raise UserError(f"resolution must be > 0 (got {res})")
+    res = choose_resolution(model, data, mo)
     channels = mo.get("channels")
-    _check_shape_early(model, mo, res)
     ds = _load_data(tcfg, res, None if channels is None else int(channels))
     mo["resolution"] = res
     mo.setdefault("channels", ds.channels)
@@ -229,29 +249,12 @@ def prepare_training(
                 f"pass --set num_classes={top + 1} or drop that class"
             )
     cfg = make_config(model, mo)
-    check_size(model, to_dict(cfg))  # before the real networks are allocated
-    create_model(model, **to_dict(cfg))  # invalid shapes fail before a folder is made
+    # Shapes and size checked on the meta device, before a folder is made or a weight is
+    # allocated; a config the meta build cannot take is left to a real build to refuse.
+    if check_size(model, to_dict(cfg)) is None:
+        create_model(model, **to_dict(cfg))
     _check_runnable(tcfg, ds)
     return RunConfig(model=model, model_config=to_dict(cfg), train=tcfg), ds
-
-
-def _check_shape_early(model: str, mo: Mapping[str, Any], res: int) -> None:
-    """Refuse a resolution the networks cannot take before any data is read and resized
-    (the full check, with the real widths, comes after loading). Tiny widths keep it cheap;
-    an error counts only if the same tiny model builds at the model's default resolution."""
-    spec = MODELS.get(model)
-    probe = {**mo, **_tiny(model), "resolution": res}
-    probe.setdefault("channels", 1)
-    if spec.conditional:
-        probe.setdefault("num_classes", 2)
-    try:
-        meta_model(model, probe)  # on meta: a forged layer count cannot allocate or hang
-    except UserError:
-        try:
-            meta_model(model, {**probe, "resolution": spec.config_cls().resolution})
-        except UserError:
-            return  # the probe itself is at fault: leave it to the full check
-        raise
 
 
 def _check_runnable(cfg: TrainConfig, ds: ImageDataset) -> None:
