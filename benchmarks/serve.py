@@ -24,7 +24,7 @@ from machine_info import machine  # benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.test_serve_browser import CHROMIUM, serve_in_thread  # noqa: E402
+from tests.serve.test_serve_browser import CHROMIUM, serve_in_thread  # noqa: E402
 
 from gankit.training import train  # noqa: E402
 

@@ -33,8 +33,7 @@ from gankit.checkpoint import (
     unpack_optimizer,
 )
 from gankit.errors import UserError
-
-from .forging import forge, read_raw, sha256_v2
+from tests.forging import forge, read_raw, sha256_v2
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v1"  # runs written before issue 17 (format 1)
 DCGAN_NEW = FIXTURES / "dcgan" / "checkpoints" / "ckpt-000000064.safetensors"
@@ -170,7 +169,6 @@ def test_optimizer_state_round_trip(tmp_path):
 
 def test_a_newer_format_version_is_refused(tmp_path):
     import json
-
 
     p = tmp_path / "a.safetensors"
     save_checkpoint(p, _tensors(), {"model": "dcgan"})

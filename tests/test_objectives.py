@@ -6,21 +6,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from gankit.errors import UserError
 from gankit.objectives import OBJECTIVES, create_objective, list_objectives
-
-
-class ConstD(nn.Module):
-    """A 'discriminator' that returns given logits for real and fake batches."""
-
-    def __init__(self, real: torch.Tensor, fake: torch.Tensor) -> None:
-        super().__init__()
-        self.real, self.fake = real, fake
-
-    def forward(self, x, y=None):
-        return self.real if x.sum() > 0 else self.fake
+from tests.conftest import SignD
 
 
 def test_registry():
@@ -34,7 +23,7 @@ def test_d_loss_is_binary_cross_entropy(name):
     real_p = torch.tensor([0.9, 0.6, 0.99])
     fake_p = torch.tensor([0.2, 0.5, 0.01])
     logit = lambda p: torch.log(p / (1 - p))  # noqa: E731
-    D = ConstD(logit(real_p), logit(fake_p))
+    D = SignD(logit(real_p), logit(fake_p))
     loss, logs = create_objective(name).d_loss(D, torch.ones(3), -torch.ones(3), None, None)
     # D maximises E log D(x) + E log(1 - D(G(z))); the loss is the negative of that
     expected = -(torch.log(real_p).mean() + torch.log(1 - fake_p).mean())
@@ -46,7 +35,7 @@ def test_d_loss_is_binary_cross_entropy(name):
 def test_generator_losses_match_their_definitions():
     p = torch.tensor([0.1, 0.3, 0.7])
     logits = torch.log(p / (1 - p))
-    D = ConstD(logits, logits)
+    D = SignD(logits, logits)
     ns, _ = create_objective("nonsaturating").g_loss(D, torch.ones(3), None)
     mm, _ = create_objective("minimax").g_loss(D, torch.ones(3), None)
     torch.testing.assert_close(ns, -torch.log(p).mean())
@@ -58,7 +47,7 @@ def test_minimax_saturates_where_nonsaturating_does_not():
     grads = {}
     for name in ("nonsaturating", "minimax"):
         logit = torch.tensor([-8.0], requires_grad=True)
-        D = ConstD(logit, logit)
+        D = SignD(logit, logit)
         loss, _ = create_objective(name).g_loss(D, torch.ones(1), None)
         (g,) = torch.autograd.grad(loss, logit)
         grads[name] = g.abs().item()
@@ -68,7 +57,7 @@ def test_minimax_saturates_where_nonsaturating_does_not():
 
 def test_losses_are_stable_for_extreme_logits():
     big = torch.tensor([80.0, -80.0])
-    D = ConstD(big, -big)
+    D = SignD(big, -big)
     for name in ("nonsaturating", "minimax"):
         obj = create_objective(name)
         ld, _ = obj.d_loss(D, torch.ones(2), -torch.ones(2), None, None)
@@ -87,7 +76,7 @@ def test_state_round_trip(name):
 def test_least_squares_matches_its_definition():
     real_out = torch.tensor([1.0, 0.5, 2.0])
     fake_out = torch.tensor([0.0, -1.0, 0.25])
-    D = ConstD(real_out, fake_out)
+    D = SignD(real_out, fake_out)
     obj = create_objective("least-squares")
     ld, logs = obj.d_loss(D, torch.ones(3), -torch.ones(3), None, None)
     # 1/2 mean((x - 1)^2) + 1/2 mean(f^2), written out
@@ -97,12 +86,12 @@ def test_least_squares_matches_its_definition():
     lg, _ = obj.g_loss(D, -torch.ones(3), None)
     torch.testing.assert_close(lg, torch.tensor(0.5 * (1 + 4 + 0.5625) / 3))
     # The optimum D of the paper's a, b = 0, 1 outputs exactly b on reals and a on fakes: loss 0.
-    perfect = ConstD(torch.ones(3), torch.zeros(3))
+    perfect = SignD(torch.ones(3), torch.zeros(3))
     assert obj.d_loss(perfect, torch.ones(3), -torch.ones(3), None, None)[0].item() == 0.0
 
 
 def test_hinge_only_penalises_inside_the_margin():
-    D = ConstD(torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-3.0, 0.0, 1.0]))
+    D = SignD(torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-3.0, 0.0, 1.0]))
     obj = create_objective("hinge")
     ld, _ = obj.d_loss(D, torch.ones(3), -torch.ones(3), None, None)
     # relu(1 - x): 0, 0.5, 2 ; relu(1 + f): 0, 1, 2
@@ -111,7 +100,7 @@ def test_hinge_only_penalises_inside_the_margin():
     torch.testing.assert_close(lg, torch.tensor(-(-3.0 + 0.0 + 1.0) / 3))
     # Beyond the margin D gets no gradient: scores of well-separated samples stop growing.
     out = torch.tensor([5.0], requires_grad=True)
-    obj.d_loss(ConstD(out, torch.tensor([-5.0])), torch.ones(1), -torch.ones(1), None, None)[
+    obj.d_loss(SignD(out, torch.tensor([-5.0])), torch.ones(1), -torch.ones(1), None, None)[
         0
     ].backward()
     assert out.grad is not None and out.grad.item() == 0.0

@@ -18,8 +18,9 @@ from gankit import viz
 from gankit.cli import main
 from gankit.metrics import kinds, protocol
 from gankit.models import list_models
+from tests.conftest import FIXTURES_V1
 
-FIXTURES = Path(__file__).parent / "fixtures" / "v1"
+FIXTURES = FIXTURES_V1
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from gankit.models.lapgan import (
 )
 from gankit.training.run import resolve_train_config
 from gankit.training.trainer import Trainer
-
-from .conftest import synthetic_dataset, tiny_overrides
+from tests.conftest import synthetic_dataset, tiny_overrides
 
 
 def _structured(n: int, channels: int, res: int) -> torch.Tensor:

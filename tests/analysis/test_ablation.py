@@ -30,8 +30,7 @@ from gankit.analysis.ablation import (
 from gankit.cli import main
 from gankit.errors import UserError
 from gankit.models import create_model
-
-from .conftest import tiny_overrides
+from tests.conftest import tiny_overrides
 
 CONV_MODELS = (
     "dcgan",
@@ -275,8 +274,7 @@ def test_ablate_run_and_its_lines_are_the_command(runs, capsys, tmp_path, monkey
         format_layers,
         run_layers,
     )
-
-    from .test_cli import cli
+    from tests.cli.test_cli import cli
 
     monkeypatch.chdir(tmp_path)
     run = runs["dcgan"]

@@ -23,8 +23,7 @@ from gankit.regularisers import MutualInformation, Step, create_regularisers
 from gankit.sampling import generate, load
 from gankit.training.run import resolve_train_config
 from gankit.training.trainer import Trainer
-
-from .conftest import synthetic_dataset, tiny_overrides
+from tests.conftest import synthetic_dataset, tiny_overrides
 
 
 def tiny(**kw):

@@ -13,8 +13,7 @@ from gankit.analysis.latent_walks import (
 )
 from gankit.latent import prior_of
 from gankit.models import create_model
-
-from .conftest import tiny_overrides
+from tests.conftest import tiny_overrides
 
 
 def _g():

@@ -21,9 +21,8 @@ from gankit.latent import prior_of
 from gankit.models import create_model
 from gankit.models.layers import LabelEmbedding
 from gankit.sampling import load, render
-
-from .conftest import tiny_overrides
-from .test_cli import assert_user_error, cli, train_run
+from tests.cli.test_cli import assert_user_error, cli, train_run
+from tests.conftest import FIXTURES_V1, tiny_overrides
 
 
 @pytest.fixture(autouse=True)
@@ -286,7 +285,7 @@ def test_features_match_the_formula_and_the_random_d_differs(runs, capsys):
 
 # ----------------------------------------------------------------------------- the commands' API
 
-CLASSIFIER = Path(__file__).parent / "fixtures" / "v1" / "classifier-digits.safetensors"
+CLASSIFIER = FIXTURES_V1 / "classifier-digits.safetensors"
 
 
 def same_as_cli(capsys, argv, call, reports=()):

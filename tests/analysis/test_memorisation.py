@@ -222,8 +222,7 @@ def test_report_refuses_no_samples(digits_run: Path) -> None:
 def test_memorisation_run_is_the_command(digits_run: Path, capsys, tmp_path, monkeypatch) -> None:
     """`memorisation_run` prints and writes what `gankit memorisation` does, feature space too."""
     from gankit.analysis import memorisation_run
-
-    from .test_inside import CLASSIFIER, same_as_cli
+    from tests.analysis.test_inside import CLASSIFIER, same_as_cli
 
     monkeypatch.chdir(tmp_path)
     argv = ("--n", "12", "--seed", "3", "--features", "mnistcnn", "--evaluator", CLASSIFIER)

@@ -19,8 +19,7 @@ from gankit.models import MODELS
 from gankit.serve import create_app, served_hosts
 from gankit.serve.explorer import MAX_GRID, MAX_SEED
 from gankit.training import train
-
-from .conftest import tiny_overrides
+from tests.conftest import REPO, tiny_overrides
 
 
 def _train(root: Path, model: str, data: str = "digits", **extra) -> Path:
@@ -319,7 +318,7 @@ def test_the_truncation_range_is_the_registry_entrys(runs):
 
 
 def test_the_docs_state_the_registrys_truncation_ranges():
-    docs = (Path(__file__).parents[1] / "docs" / "serve.md").read_text()
+    docs = (REPO / "docs" / "serve.md").read_text()
     for name in ("dcgan", "stylegan"):
         low, high = MODELS.get(name).truncation_range
         assert f"({low:g}, {high:g}]" in docs, name
@@ -371,7 +370,7 @@ def test_a_variant_only_the_tests_register_is_served(tmp_path, runs):
     """The page takes a model that is a model file plus its registry entry (tests/variant.py)
     with no edit: what it can do comes from the entry, the loss figure's extra curves from the
     run's objective and regularisers."""
-    from .variant import NAME
+    from tests.variant import NAME
 
     c = _client(create_app(_train(tmp_path, NAME)))
     info = c.get("/api/info").json()

@@ -18,10 +18,9 @@ from gankit.analysis.dfeatures import (
 )
 from gankit.errors import UserError
 from gankit.models import create_model
+from tests.conftest import FIXTURES_V1, tiny_overrides
 
-from .conftest import tiny_overrides
-
-FIXTURES = Path(__file__).parent / "fixtures" / "v1"
+FIXTURES = FIXTURES_V1
 
 
 def _dcgan_d(seed: int = 0):
@@ -105,8 +104,7 @@ def test_a_conditional_d_never_sees_the_true_labels():
     """Images carry no class information; a probe that fed D the true labels would read the
     class off D's label plane and score ~100%. With a fixed label it stays near chance."""
     from gankit.models import create_model
-
-    from .conftest import tiny_overrides
+    from tests.conftest import tiny_overrides
 
     torch.manual_seed(0)
     D = create_model("cdcgan", **tiny_overrides("cdcgan")).D.eval()
@@ -129,8 +127,7 @@ def test_a_conditional_d_never_sees_the_true_labels():
 def test_probe_run_is_the_command(model, capsys, tmp_path, monkeypatch):
     """`probe_run` prints and writes what `gankit probe` does (a conditional D sees label 0)."""
     from gankit.analysis import probe_run
-
-    from .test_inside import same_as_cli
+    from tests.analysis.test_inside import same_as_cli
 
     monkeypatch.chdir(tmp_path)
     run = FIXTURES / model

@@ -22,8 +22,7 @@ import pytest
 
 from gankit.models import MODELS
 from gankit.training import train
-
-from .conftest import tiny_overrides
+from tests.conftest import tiny_overrides
 
 CHROMIUM = os.environ.get("GANKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 

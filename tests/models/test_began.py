@@ -15,19 +15,7 @@ from gankit.models import create_model
 from gankit.objectives import create_objective
 from gankit.training.run import resolve_train_config
 from gankit.training.trainer import Trainer
-
-from .conftest import synthetic_dataset, tiny_overrides
-
-
-class TableD(nn.Module):
-    """An 'autoencoder' that returns given reconstructions: `real` for positive batches."""
-
-    def __init__(self, real: torch.Tensor, fake: torch.Tensor) -> None:
-        super().__init__()
-        self.real, self.fake = real, fake
-
-    def forward(self, x, y=None):
-        return self.real if x.sum() > 0 else self.fake
+from tests.conftest import SignD, synthetic_dataset, tiny_overrides
 
 
 def _batches(seed: int = 0):
@@ -37,7 +25,7 @@ def _batches(seed: int = 0):
     fake = -torch.rand(3, 1, 4, 4, generator=g) - 0.1
     rec_real = real + 0.8 * torch.randn(3, 1, 4, 4, generator=g)
     rec_fake = fake + 0.3 * torch.randn(3, 1, 4, 4, generator=g)
-    return real, fake, TableD(rec_real, rec_fake)
+    return real, fake, SignD(rec_real, rec_fake)
 
 
 def _l1(v: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
@@ -94,13 +82,13 @@ def test_gamma_is_an_option_and_changes_the_update():
 def test_k_clips_at_zero_and_one_from_near_the_bounds():
     real, fake, D = _batches(4)
     # a fake batch that D reconstructs worse than gamma * L(x): the balance is negative
-    bad = TableD(D.real, fake + 5.0)
+    bad = SignD(D.real, fake + 5.0)
     obj = create_objective("began:lambda_k=0.5")
     obj.k = torch.tensor(0.01)
     obj.d_loss(bad, real, fake, None, None)
     assert float(obj.k) == 0.0
     # a perfectly reconstructed fake batch: the balance is gamma * L(x) > 0
-    good = TableD(D.real, fake)
+    good = SignD(D.real, fake)
     obj.k = torch.tensor(0.99)
     obj.d_loss(good, real, fake, None, None)
     assert float(obj.k) == 1.0

@@ -23,8 +23,7 @@ from gankit.analysis.filters import (
 from gankit.cli import main
 from gankit.errors import UserError
 from gankit.models import create_model
-
-from .conftest import tiny_overrides
+from tests.conftest import tiny_overrides
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

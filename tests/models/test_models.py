@@ -13,8 +13,7 @@ from gankit.models import MODELS, create_model, list_models
 from gankit.training.run import resolve_train_config
 from gankit.training.trainer import Trainer
 from gankit.viz import declared_curves
-
-from .conftest import synthetic_dataset, tiny_overrides
+from tests.conftest import REPO, synthetic_dataset, tiny_overrides
 
 ALL = list_models()
 
@@ -293,12 +292,11 @@ def test_the_test_variant_stays_out_of_processes_that_only_import_test_helpers()
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    from .conftest import VARIANT_ENV
-    from .variant import NAME
+    from tests.conftest import VARIANT_ENV
+    from tests.variant import NAME
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     env = {k: v for k, v in os.environ.items() if k != VARIANT_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "src")])
     code = "import tests.conftest; from gankit.models import list_models; print(list_models())"

@@ -17,8 +17,7 @@ from gankit.models import create_model
 from gankit.models.stylegan import demodulation, modulated_conv2d
 from gankit.training.run import resolve_train_config
 from gankit.training.trainer import Trainer
-
-from .conftest import synthetic_dataset, tiny_overrides
+from tests.conftest import synthetic_dataset, tiny_overrides
 
 
 def tiny(**kw):

@@ -25,8 +25,9 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from gankit.cli import main
+from tests.conftest import REPO
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = REPO / "src"
 TINY = ["--resolution", "16", "--no-progress", "--set", "log_every=1"]
 TINY_CONV = [*TINY, "--set", "ngf=8", "--set", "ndf=8"]
 SHORT_DCGAN = ["dcgan", *TINY_CONV, "--kimg", "0.032", "--batch-size", "16"]
@@ -200,7 +201,7 @@ def test_a_variant_only_the_tests_register_trains_samples_and_is_listed(
 ) -> None:
     """A model file plus its registry entry is all the CLI needs (tests/variant.py); a normal
     process, which never imports tests/, does not list it."""
-    from .variant import NAME
+    from tests.variant import NAME
 
     run = tmp_path / "variant"
     train_run(run, NAME, "--kimg", "0.032", "--batch-size", "16")

@@ -36,8 +36,8 @@ from gankit.metrics.classifier import (
     save_classifier,
     train_classifier,
 )
-
-from .forging import forge, read_raw, sha256_v2
+from tests.conftest import FIXTURES_V1
+from tests.forging import forge, read_raw, sha256_v2
 
 # 2 epochs (batch 64) on the 1,500 digits not held out reach 96.0% on the 297 held-out ones
 # (seed 0; 96-98% over seeds 0-2): the bound leaves room for other CPUs' rounding.
@@ -295,7 +295,7 @@ def test_cli_help_lists_evaluator() -> None:
 
 # ----------------------------------------------------------------------------- untrusted records
 
-FIXTURE = Path(__file__).parent / "fixtures" / "v1" / "classifier-digits.safetensors"  # format 1
+FIXTURE = FIXTURES_V1 / "classifier-digits.safetensors"  # format 1
 
 
 _read_raw, _sha256_v2 = read_raw, sha256_v2

@@ -21,8 +21,7 @@ from gankit.regularisers import Orthogonal, Step, ortho_weights
 from gankit.sampling import LoadedRun, generate
 from gankit.training.run import resolve_train_config
 from gankit.training.trainer import Trainer
-
-from .conftest import synthetic_dataset, tiny_overrides
+from tests.conftest import synthetic_dataset, tiny_overrides
 
 
 def tiny(**extra):
