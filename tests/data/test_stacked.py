@@ -111,16 +111,19 @@ def _check_against_source(stacked: ImageDataset, source: ImageDataset) -> None:
             assert int(ds[c]) in table[bytes(img[c].reshape(-1).numpy())]
 
 
-def test_stacked_digits_shapes_and_labels_match_the_source_digits() -> None:
-    stacked = load_dataset("stacked-digits", resolution=28, max_images=200)
+@pytest.mark.parametrize(
+    "spec,source", [("stacked-digits", "digits"), ("stacked-sklearn-digits", "sklearn-digits")]
+)
+def test_stacked_digits_shapes_and_labels_match_the_source_digits(spec: str, source: str) -> None:
+    stacked = load_dataset(spec, resolution=28, max_images=200)
     assert stacked.images.shape == (200, 3, 28, 28) and stacked.images.dtype == torch.uint8
     assert stacked.num_classes == 1000 and stacked.class_names[7] == "007"
     assert int(stacked.labels.min()) >= 0 and int(stacked.labels.max()) < 1000
-    # Every channel is a digit exactly as "digits" loads it at 28x28, with that digit's label.
-    _check_against_source(stacked, load_dataset("digits", resolution=28))
+    # Every channel is a digit exactly as the source loads it at 28x28, with that digit's label.
+    _check_against_source(stacked, load_dataset(source, resolution=28))
 
-    test = load_dataset("stacked-digits", resolution=28, train=False, max_images=100)
-    _check_against_source(test, load_dataset("digits", resolution=28, train=False))
+    test = load_dataset(spec, resolution=28, train=False, max_images=100)
+    _check_against_source(test, load_dataset(source, resolution=28, train=False))
     assert not torch.equal(test.images, stacked.images[:100])
 
 
@@ -138,7 +141,7 @@ def test_stacked_digits_default_size_and_prefix_property() -> None:
 
 def test_stacked_datasets_are_listed_with_their_size() -> None:
     listed = dict(list_datasets())
-    for name in ("stacked-mnist", "stacked-digits"):
+    for name in ("stacked-mnist", "stacked-digits", "stacked-sklearn-digits"):
         assert "1,000" in listed[name] and "25,600" in listed[name], listed[name]
 
 

@@ -19,9 +19,15 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from . import builtin as _builtin  # noqa: F401  (registers the named datasets)
+
+# The order of registration is the order `gankit datasets` lists them in.
+# isort: off
+from . import digits as _digits  # noqa: F401  (registers digits and sklearn-digits)
+from . import builtin as _builtin  # noqa: F401  (registers the torchvision datasets)
 from . import mixtures as _mixtures  # noqa: F401  (registers ring8 and grid25)
-from . import stacked as _stacked  # noqa: F401  (registers stacked-mnist, stacked-digits)
+from . import stacked as _stacked  # noqa: F401  (registers the stacked-* datasets)
+
+# isort: on
 from .base import ImageDataset, to_uint8, to_unit_range
 from .common import DATASETS, LoadRequest, check_fits, default_root
 from .folder import IMAGE_EXTENSIONS, load_folder
@@ -91,7 +97,8 @@ def load_dataset(
     """Load `spec` as uint8 images [N, channels, resolution, resolution] (and labels).
 
     Args:
-        spec: "digits", "mnist", "fashion-mnist", "cifar10", "folder:PATH" or "npz:PATH".
+        spec: a registered name ("digits", "sklearn-digits", "mnist", ...; `list_datasets`),
+            "folder:PATH" or "npz:PATH".
         resolution: side of the square output; non-square images are scaled so the shorter
             side fits, then centre-cropped.
         channels: 1 or 3; None keeps the data's own (1 -> 3 repeats, 3 -> 1 takes luminance).

@@ -1,4 +1,4 @@
-"""The named datasets: scikit-learn's digits (always available) and three torchvision classics.
+"""The named datasets torchvision downloads: MNIST, Fashion-MNIST and CIFAR-10.
 
 torchvision's datasets keep their images decoded in `.data`; we take that array whole instead
 of going through `__getitem__`, which would build one PIL image per sample.
@@ -25,8 +25,6 @@ from .common import DATASETS, LoadRequest
 # Seconds a download may stall before it is given up (offline machines must not hang).
 DOWNLOAD_TIMEOUT_S = 10.0
 
-DIGITS_HELD_OUT = 297
-
 MNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -40,44 +38,6 @@ CIFAR10_FILES = (
     "test_batch",
     "batches.meta",
 )
-
-
-def _first(req: LoadRequest) -> slice:
-    """The part of a fixed-order dataset that `max_images` keeps."""
-    return slice(None) if req.max_images is None else slice(0, req.max_images)
-
-
-@DATASETS.register("digits")
-def load_digits(req: LoadRequest) -> ImageDataset:
-    """scikit-learn's 1,797 8x8 handwritten digits, 10 classes; bundled, no download needed.
-
-    train=True gives all 1,797 images (the embedded demo wants every digit); train=False gives a
-    fixed held-out subset of 297 (the last 297 of a seed-0 permutation), which the training set
-    therefore also contains: use it for sanity checks, not for an unbiased test score.
-    """
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    bunch = sk_load_digits()
-    pixels = np.asarray(bunch.images, dtype=np.float64)  # [1797, 8, 8], values 0..16
-    targets = np.asarray(bunch.target, dtype=np.int64)
-    notes = []
-    if not req.train:
-        order = np.random.default_rng(0).permutation(len(pixels))
-        keep = np.sort(order[-DIGITS_HELD_OUT:])
-        pixels, targets = pixels[keep], targets[keep]
-        notes.append(
-            f"digits held-out split: {DIGITS_HELD_OUT} images, which train=True also includes"
-        )
-    cut = _first(req)
-    images = np.round(pixels[cut] * (255.0 / 16.0)).astype(np.uint8)
-    return ImageDataset(
-        images=torch.from_numpy(images).unsqueeze(1),
-        labels=torch.from_numpy(targets[cut].copy()),
-        num_classes=10,
-        name=req.spec,
-        class_names=[str(i) for i in range(10)],
-        notes=notes,
-    )
 
 
 @contextlib.contextmanager
@@ -195,7 +155,7 @@ def _load_idx_dataset(req: LoadRequest, cls_name: str, title: str) -> ImageDatas
             f"{title} files in {folder} do not match: {tuple(data.shape)} images of "
             f"{data.dtype} and {len(targets)} labels; put matching image and label files there"
         )
-    cut = _first(req)
+    cut = req.first
     return ImageDataset(
         images=data[cut].unsqueeze(1).contiguous(),
         labels=targets[cut].clone(),
@@ -228,7 +188,7 @@ def load_cifar10(req: LoadRequest) -> ImageDataset:
     advice = f"put the folder {CIFAR10_FOLDER} or the archive {CIFAR10_ARCHIVE} in {root}"
     ds = _open_torchvision(tvd.CIFAR10, req, "CIFAR-10", folder, CIFAR10_FILES, advice)
     data = np.asarray(ds.data)  # [N, 32, 32, 3] uint8
-    cut = _first(req)
+    cut = req.first
     images = torch.from_numpy(np.ascontiguousarray(data[cut].transpose(0, 3, 1, 2)))
     return ImageDataset(
         images=images,

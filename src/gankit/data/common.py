@@ -66,6 +66,11 @@ class LoadRequest:
     def data_root(self) -> Path:
         return self.root if self.root is not None else default_root()
 
+    @property
+    def first(self) -> slice:
+        """The part of a fixed-order dataset that `max_images` keeps."""
+        return slice(None) if self.max_images is None else slice(0, self.max_images)
+
 
 Loader = Callable[[LoadRequest], ImageDataset]
 

@@ -17,8 +17,9 @@ import torch
 
 from ..errors import UserError
 from .base import ImageDataset
-from .builtin import load_digits, load_mnist
+from .builtin import load_mnist
 from .common import DATASETS, Loader, LoadRequest
+from .digits import load_digits, load_sklearn_digits
 
 # The literature's size for the training set (VEEGAN / PacGAN both use 25,600 stacked images).
 DEFAULT_STACKED_IMAGES = 25_600
@@ -27,7 +28,11 @@ NUM_MODES = 1000
 _SEEDS = {True: 0, False: 1}
 
 # Stacked spec -> the single-digit data set it is built from (whose classifier measures it).
-STACKED_SOURCES = {"stacked-mnist": "mnist", "stacked-digits": "digits"}
+STACKED_SOURCES = {
+    "stacked-mnist": "mnist",
+    "stacked-digits": "digits",
+    "stacked-sklearn-digits": "sklearn-digits",
+}
 
 
 def stack_labels(digits: torch.Tensor) -> torch.Tensor:
@@ -70,10 +75,19 @@ def load_stacked_mnist(req: LoadRequest) -> ImageDataset:
 
 @DATASETS.register("stacked-digits")
 def load_stacked_digits(req: LoadRequest) -> ImageDataset:
-    """Stacked digits: 3 sklearn digits as RGB, 1,000 classes; 25,600 images (or --max-images).
+    """Stacked digits: 3 embedded digits as RGB, 1,000 classes; 25,600 images (or --max-images).
 
-    The same construction as stacked-mnist from the bundled digits (no download): native 8x8,
-    resized to the requested resolution like "digits". train=False draws from the digits
-    held-out subset, which the train split also contains.
+    The same construction as stacked-mnist from the embedded 28x28 "digits" (no download),
+    from its train split or its disjoint test split.
     """
     return _stack(req, load_digits)
+
+
+@DATASETS.register("stacked-sklearn-digits")
+def load_stacked_sklearn_digits(req: LoadRequest) -> ImageDataset:
+    """Stacked sklearn digits: 3 8x8 sklearn digits as RGB, 1,000 classes; 25,600 images.
+
+    What stacked-digits was before the digits became MNIST's (its old runs reload this).
+    train=False draws from the sklearn-digits held-out subset, which the train split contains.
+    """
+    return _stack(req, load_sklearn_digits)
