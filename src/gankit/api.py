@@ -17,8 +17,8 @@ from .device import resolve_device
 from .errors import UserError
 from .models import MODELS
 from .training import run as _run
-from .training.run import EvalHook
-from .training.trainer import TrainResult
+from .training.loop import TrainResult
+from .training.trainer import EvalHook
 
 
 def train(model: str = "dcgan", data: str = "digits", **options: Any) -> TrainResult | RunConfig:
@@ -55,18 +55,8 @@ def eval_hook(rc: RunConfig, run_dir: Path) -> EvalHook | None:
     )
 
     requests = parse_metrics(cfg.eval_metrics)
-    mc = rc.model_config
-    spec = MODELS.get(rc.model)
-    num_classes = int(mc.get("num_classes", 0) or 0) if spec.conditional else 0
-    ref = Reference(
-        data=cfg.data,
-        root=cfg.data_root,
-        split="train",
-        resolution=int(mc["resolution"]),
-        channels=int(mc["channels"]),
-        folder_labels=cfg.folder_labels,
-        download=cfg.download,
-    )
+    num_classes = rc.num_classes if MODELS.get(rc.model).conditional else 0
+    ref = Reference.for_run(rc)
     opts = ExtractorOptions(
         data=cfg.data, download=cfg.download, device=str(resolve_device(cfg.device))
     )

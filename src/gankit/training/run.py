@@ -8,26 +8,24 @@ any change that would alter the steps already taken.
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import Checkpoint, list_checkpoints, load_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..checks import check_run_config
 from ..config import RESUMABLE_KEYS, RunConfig, TrainConfig, apply_overrides, to_dict
 from ..data import load_dataset
 from ..data.base import ImageDataset
 from ..device import resolve_device
-from ..distributed import broadcast_object, current_world
+from ..distributed import current_world
 from ..errors import UserError
-from ..files import atomic_write_json
 from ..models import MODELS, check_size, create_model, make_config, meta_model
 from ..objectives import create_objective
 from ..regularisers import create_regularisers
+from ..resolved import ResolvedRun, resolve_run
+from .build import run_precision, training_device
+from .folder import main_makes_run_dir, new_run_dir, resume_history, unstarted_run, write_config
 from .trainer import EvalHook, Trainer, TrainResult, check_batch_size, total_images
 
 # What builds a run's evaluation hook (None when the run asks for no evaluation). Training
@@ -101,52 +99,6 @@ def choose_resolution(model: str, data: str, mo: Mapping[str, Any]) -> int:
     raise err
 
 
-def _run_name(model: str, data: str) -> str:
-    tail = data.split(":", 1)[-1].rstrip("/\\")
-    tail = Path(tail).stem if ":" in data else tail
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{tail}")[:60]
-
-
-def new_run_dir(outdir: str | Path, model: str, data: str) -> Path:
-    """outdir/NNNNN-model-data, numbered one past the highest existing number."""
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    nums = [int(m.group(1)) for p in out.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
-    return out / f"{(max(nums) + 1) if nums else 0:05d}-{_run_name(model, data)}"
-
-
-_TEMP_FILE = re.compile(r"^\..+\.tmp$")  # what an interrupted atomic write leaves behind
-
-
-def prepare_run_dir(path: Path, overwrite: bool) -> Path:
-    """Create `path`; an existing non-empty folder is refused unless `overwrite`.
-
-    A folder holding only the temp files of interrupted atomic writes counts as empty: a run
-    killed while writing its first config.json can be started again with the same command.
-    """
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path} exists and is not a folder; choose another --run-dir")
-    if path.is_dir():
-        debris = [p for p in path.iterdir() if p.is_file() and _TEMP_FILE.match(p.name)]
-        if debris and len(debris) == len(list(path.iterdir())):
-            for p in debris:
-                p.unlink()
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise UserError(
-                f"run folder {path} already exists; pass --resume {path} to continue "
-                "it, --overwrite to replace it, or choose another --run-dir"
-            )
-        if not (path / "config.json").is_file():
-            raise UserError(
-                f"{path} is not empty and is not a gankit run folder; refusing to "
-                "overwrite it; choose another --run-dir"
-            )
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def preset_overrides(model: str, preset: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """A model's named preset, split into (model fields, training fields)."""
     if preset is None:
@@ -196,25 +148,12 @@ def _load_data(cfg: TrainConfig, resolution: int, channels: int | None) -> Image
     )
 
 
-def _write_config(
-    run_dir: Path, rc: RunConfig, ds: ImageDataset, extra: dict | None = None
-) -> None:
-    doc = {
-        "run_config": rc.to_json(),
-        "data": {
-            "name": ds.name,
-            "images": len(ds),
-            "channels": ds.channels,
-            "resolution": ds.resolution,
-            "num_classes": ds.num_classes,
-            "class_names": ds.class_names,
-            "notes": ds.notes,
-        },
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "processes": current_world().size,
-    }
-    doc.update(extra or {})
-    atomic_write_json(run_dir / "config.json", doc)
+def _record(rc: RunConfig) -> ResolvedRun:
+    """What the run will use, with the precision its device comes to; every rank calls this
+    (with precision=auto they all take rank 0's choice)."""
+    world = current_world()
+    precision = run_precision(rc.train, training_device(rc.train, world), world)
+    return resolve_run(rc, precision.chosen)
 
 
 def prepare_training(
@@ -308,10 +247,11 @@ def train(
     if dry_run:
         return rc
     _check_evaluate(rc, evaluate)
-    path = _main_makes_run_dir(
+    resolved = _record(rc)
+    path = main_makes_run_dir(
         lambda: Path(run_dir) if run_dir is not None else new_run_dir(outdir, model, data),
         overwrite,
-        lambda p: _write_config(p, rc, ds),
+        lambda p: write_config(p, resolved, ds),
     )
     hook = evaluate(rc, path) if evaluate is not None else None
     trainer = Trainer(rc, path, ds, progress=progress, tensorboard=tensorboard, evaluate=hook)
@@ -329,34 +269,11 @@ def _check_evaluate(rc: RunConfig, evaluate: MakeEvalHook | None) -> None:
         )
 
 
-def _main_makes_run_dir(
-    choose: Callable[[], Path], overwrite: bool, write: Callable[[Path], None]
-) -> Path:
-    """Rank 0 chooses and prepares the run folder and tells the other ranks (one process:
-    just that). An error on rank 0 is raised on every rank, so none waits for the others."""
-    world = current_world()
-    found: tuple[str, str | None] = ("", None)
-    if world.is_main:
-        try:
-            path = choose()
-            prepare_run_dir(path, overwrite)
-            write(path)
-            found = (str(path), None)
-        except UserError as exc:
-            if not world.distributed:
-                raise
-            found = ("", str(exc))
-    found = broadcast_object(found, world)
-    if found[1] is not None:
-        raise UserError(found[1])
-    return Path(found[0])
-
-
 def _announce(trainer: Trainer, verb: str) -> None:
     """One line on what is about to happen, and what the loader did to the data."""
     if not trainer.is_main:
         return
-    ds, mc = trainer.dataset, trainer.run_config.model_config
+    ds, rc = trainer.dataset, trainer.run_config
     if trainer.world.distributed:
         print(
             f"gankit: {trainer.world.size} processes, {trainer.local_batch} images each per "
@@ -364,22 +281,11 @@ def _announce(trainer: Trainer, verb: str) -> None:
         )
     print(
         f"gankit: {verb} {trainer.run_config.model} on {ds.name} ({len(ds)} images, "
-        f"{mc['channels']}x{mc['resolution']}x{mc['resolution']}) for "
+        f"{rc.channels}x{rc.resolution}x{rc.resolution}) for "
         f"{trainer.total_nimg / 1000:g} kimg -> {trainer.run_dir}"
     )
     for note in ds.notes:
         print(f"gankit: data: {note}")
-
-
-def _unstarted_run(path: Path) -> RunConfig | None:
-    """The configuration of a run folder that has config.json but no checkpoint yet (a run
-    stopped before its first checkpoint), else None."""
-    if not path.is_dir() or list_checkpoints(path) or not (path / "config.json").is_file():
-        return None
-    try:
-        return RunConfig.from_json(json.loads((path / "config.json").read_text())["run_config"])
-    except (json.JSONDecodeError, KeyError, TypeError, UserError):
-        return None
 
 
 def _resume(
@@ -392,7 +298,7 @@ def _resume(
     evaluate: MakeEvalHook | None,
 ) -> TrainResult | RunConfig:
     ck: Checkpoint | None = None
-    unstarted = _unstarted_run(Path(resume))
+    unstarted = unstarted_run(Path(resume))
     if unstarted is not None:  # killed before its first checkpoint: start it again
         # config.json is as untrusted as a checkpoint: the same checks before anything is built
         rc, _ = check_run_config(unstarted.to_json(), where=Path(resume) / "config.json")
@@ -428,8 +334,7 @@ def _resume(
     if dry_run:
         return rc
     _check_evaluate(rc, evaluate)
-    mc = rc.model_config
-    ds = _load_data(new_train, int(mc["resolution"]), int(mc["channels"]))
+    ds = _load_data(new_train, rc.resolution, rc.channels)
     _check_runnable(new_train, ds)
     if start_nimg >= total_images(new_train, len(ds)):  # checked before config.json is rewritten
         raise UserError(
@@ -447,26 +352,19 @@ def _resume(
         tensorboard=tensorboard,
         evaluate=evaluate(rc, run_dir) if evaluate is not None else None,
     )
-    prev = {}
-    cfg_path = run_dir / "config.json"
     if not trainer.is_main:  # rank 0 rewrites the config
         return trainer.train()
     if ck is None:  # what the killed first attempt logged or drew is not part of this run
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         for f in (run_dir / "samples").glob("fakes*.png"):
             f.unlink()
-    if cfg_path.is_file():
-        try:
-            prev = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError:
-            prev = {}
-    _write_config(
+    write_config(
         run_dir,
-        rc,
+        resolve_run(rc, trainer.precision.chosen),
         ds,
         {
             "resumed_from": str(ck.path) if ck is not None else None,
-            "history": prev.get("history", []) + [start_nimg],
+            "history": [*resume_history(run_dir), start_nimg],
         },
     )
     if progress:
