@@ -123,7 +123,7 @@ def train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..api import train
-    from ..training.trainer import TrainResult
+    from ..training.loop import TrainResult
 
     if args.resume is None and not args.model:
         raise UserError("name a model to train (see `gankit models`), or pass --resume RUN")
