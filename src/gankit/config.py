@@ -74,6 +74,18 @@ class TrainConfig:
         "(`gankit objectives` lists them)",
     )
     n_critic: int = setting(1, "D updates per G update (WGAN: 5)")
+    augment: str | None = setting(
+        None,
+        "augment every image D sees, for small data: diffaug[:color,translation,cutout] "
+        "(DiffAugment) or ada[:OPS] (adaptive; logit objectives only)",
+        metavar="SPEC",
+    )
+    # stylegan2-ada lets p cross 0 -> 1 in 500 kimg, some 2% of GPU runs of 25,000 kimg. DCGAN
+    # on 32x32 digits trains at ~400 images/s on 2 CPU cores (docs/bench_eval_mnist.json): a
+    # 5-minute run shows D ~120 kimg. At 20 kimg p can cross its range in under a minute, a
+    # sixth of such a run, and each update (4 batches of 64: 256 signs) moves it by ~0.013.
+    ada_kimg: float = setting(20.0, "--augment ada: thousands of real images for p to go 0 -> 1")
+    ada_target: float = setting(0.6, "--augment ada: the target of r_t = E[sign(D(real))]")
     optimizer: str = setting(
         "adam", "default: the model's; rmsprop for WGAN", choices=("adam", "rmsprop")
     )
@@ -206,6 +218,10 @@ class TrainConfig:
             )
         if self.ema_rampup is not None and not self.ema_rampup > 0:
             raise UserError(f"ema_rampup must be > 0 or None (got {self.ema_rampup})")
+        if not (self.ada_kimg > 0 and math.isfinite(self.ada_kimg)):
+            raise UserError(f"ada_kimg must be > 0 (got {self.ada_kimg})")
+        if not 0.0 <= self.ada_target < 1.0:
+            raise UserError(f"ada_target must be in [0, 1) (got {self.ada_target})")
 
 
 # Keys that may differ when a run is resumed: its length and how it reports, nothing that

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,9 @@ class Objective(Configurable, ABC):
     """
 
     name: str = "objective"
+    # Whether D's output is a logit whose sign says real (> 0) or fake (< 0), as ADA's
+    # overfitting heuristic E[sign(D(real))] needs; not a critic's score or a reconstruction.
+    sign_means_real: ClassVar[bool] = False
 
     @abstractmethod
     def d_loss(
@@ -74,6 +77,8 @@ def list_objectives() -> list[str]:
 
 class _BCEDiscriminator(Objective):
     """D maximises log D(x) + log(1 - D(G(z))): binary cross-entropy on logits."""
+
+    sign_means_real = True
 
     def d_loss(self, D, real, fake, y_real, y_fake):
         l_real = D(real, y_real).float()
@@ -137,6 +142,7 @@ class LeastSquares(Objective):
         "LSGAN, a, b, c = 0, 1, 1: 1/2 (D(x) - 1)^2 + 1/2 D(G(z))^2; G: 1/2 (D(G(z)) - 1)^2"
     )
     a, b, c = 0.0, 1.0, 1.0
+    # sign_means_real stays False: D's boundary between fakes (0) and reals (1) is at 0.5
 
     def d_loss(self, D, real, fake, y_real, y_fake):
         o_real = D(real, y_real).float()
@@ -157,6 +163,7 @@ class Hinge(Objective):
 
     name = "hinge"
     description = "hinge: D relu(1 - D(x)) + relu(1 + D(G(z))); G -D(G(z)) (BigGAN, SAGAN)"
+    sign_means_real = True  # the margins sit at +1 and -1 around 0
 
     def d_loss(self, D, real, fake, y_real, y_fake):
         o_real = D(real, y_real).float()

@@ -20,8 +20,12 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
+from ..config import TrainConfig
 from ..errors import UserError
+from ..objectives import OBJECTIVES, Objective
+from ..registry import Configurable
 from .ada import GROUPS, OPS, ada_augment
 from .controller import DEFAULT_KIMG, DEFAULT_TARGET, AdaController
 from .diffaug import POLICY, diff_augment
@@ -33,6 +37,7 @@ __all__ = [
     "DEFAULT_KIMG",
     "DEFAULT_TARGET",
     "AdaController",
+    "create_augmentation",
     "ada_augment",
     "diff_augment",
     "parse_augment",
@@ -44,23 +49,22 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]
 USAGE = "diffaug[:color,translation,cutout] or ada[:bgc or ops such as xflip,rotate90,xint]"
 
 
-class Augmentation:
+class Augmentation(Configurable):
     """What the trainer asks of an augmentation; DiffAugment and ADA fill it in.
 
     `needs_sign_logit`: only for a D whose output is a logit whose sign says real or fake
     (the objective's `sign_means_real`); `curves`: the scalars `logs` gives, for the loss figure.
     """
 
-    name: str = ""
     needs_sign_logit: ClassVar[bool] = False
-    curves: ClassVar[dict[str, str]] = {}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def spec(self) -> str:
-        """The spec string that rebuilds this augmentation."""
-        raise NotImplementedError
+    def watch(self, D: nn.Module, real: torch.Tensor) -> nn.Module:
+        """D for one D step on the (augmented) batch `real`: D itself, or, where `observe_real`
+        needs D's outputs on `real`, D that passes them on."""
+        return D
 
     def observe_real(self, out: torch.Tensor) -> None:
         """D's outputs on this D step's (augmented) real batch."""
@@ -82,6 +86,25 @@ class Augmentation:
             raise ValueError(f"{self.name} keeps no state, got {sorted(state)}")
 
 
+class RealTap(nn.Module):
+    """D, handing its outputs on one batch (the real one) to `note`.
+
+    The objective calls D on the real batch exactly as it was given (every objective with
+    `sign_means_real` does), so the outputs its loss uses are the ones ADA's r_t counts,
+    with no second forward of D.
+    """
+
+    def __init__(self, D: nn.Module, real: torch.Tensor, note: Callable[[torch.Tensor], None]):
+        super().__init__()
+        self.D, self.real, self.note = D, real, note
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.D(x, y)
+        if x is self.real:
+            self.note(out)
+        return out
+
+
 class DiffAugment(Augmentation):
     """DiffAugment with the policy's ops (default all three); `strength` scales their ranges."""
 
@@ -93,6 +116,7 @@ class DiffAugment(Augmentation):
         generator: torch.Generator | None = None,
         strength: float = 1.0,
     ) -> None:
+        super().__init__()
         self.policy, self.generator, self.strength = tuple(policy), generator, strength
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,6 +139,7 @@ class ADA(Augmentation):
         controller: AdaController,
         generator: torch.Generator | None = None,
     ) -> None:
+        super().__init__()
         self.ops, self.controller, self.generator = tuple(ops), controller, generator
 
     @property
@@ -126,6 +151,9 @@ class ADA(Augmentation):
 
     def spec(self) -> str:
         return "ada" if self.ops == GROUPS["bgc"] else f"ada:{','.join(self.ops)}"
+
+    def watch(self, D: nn.Module, real: torch.Tensor) -> nn.Module:
+        return RealTap(D, real, self.controller.observe)
 
     def observe_real(self, out: torch.Tensor) -> None:
         self.controller.observe(out)
@@ -196,3 +224,19 @@ def parse_augment(
         controller = AdaController(batch_size, kimg=ada_kimg, target=ada_target)
         return ADA(ops, controller, generator)
     raise UserError(f"unknown augmentation {name!r} in --augment {text!r}; use {USAGE}")
+
+
+def create_augmentation(cfg: TrainConfig, objective: Objective) -> Augmentation | None:
+    """The run's augmentation (None without --augment), checked against its objective: ADA
+    reads the sign of D's output, which only a logit objective gives a meaning."""
+    augment = parse_augment(
+        cfg.augment, batch_size=cfg.batch_size, ada_kimg=cfg.ada_kimg, ada_target=cfg.ada_target
+    )
+    if augment is not None and augment.needs_sign_logit and not objective.sign_means_real:
+        fits = ", ".join(sorted(n for n, c in OBJECTIVES.items() if c.sign_means_real))
+        raise UserError(
+            f"--augment {cfg.augment} steers p by the sign of D's output, which means nothing "
+            f"for the {objective.name} objective; use --augment diffaug, or an objective "
+            f"whose D gives logits ({fits})"
+        )
+    return augment

@@ -13,12 +13,11 @@ from typing import Any
 
 import torch
 
-# stylegan2-ada lets p cross 0 -> 1 in 500 kimg, some 2% of GPU runs of 25,000 kimg. DCGAN on
-# 32x32 digits trains at ~400 images/s on 2 CPU cores (docs/bench_eval_mnist.json), so a
-# 5-minute run shows D ~120 kimg: at 20 kimg p can cross its range in under a minute, a sixth
-# of such a run, and each update (4 batches of 64: 256 signs) moves it by ~0.013.
-DEFAULT_KIMG = 20.0
-DEFAULT_TARGET = 0.6  # the paper's r_t target
+from ..config import TrainConfig
+
+# The defaults are the settings' (why 20 kimg: beside TrainConfig.ada_kimg).
+DEFAULT_KIMG: float = TrainConfig.ada_kimg
+DEFAULT_TARGET: float = TrainConfig.ada_target  # the paper's
 INTERVAL = 4  # D steps between updates, as in stylegan2-ada
 
 
@@ -39,7 +38,8 @@ class AdaController:
         target: float = DEFAULT_TARGET,
         interval: int = INTERVAL,
     ) -> None:
-        self.rate = batch_size * interval / (kimg * 1000)
+        # a step beyond 1 crosses the whole range anyway; capped, it cannot be inf
+        self.rate = min(batch_size * interval / (kimg * 1000), 1.0)
         self.target = target
         self.interval = interval
         self.p = torch.zeros(())  # p_0 = 0, as in the paper
@@ -92,6 +92,14 @@ class AdaController:
         keys = {"p", "r_t", "sign_sum", "count", "d_steps"}
         if set(state) != keys:
             raise ValueError(f"ADA's state has the keys {sorted(keys)}, got {sorted(state)}")
+        values = [state[k] for k in ("p", "r_t", "sign_sum", "count", "d_steps")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"ADA's state must hold numbers, got {state}")
+        p, r_t, sign_sum, count, d_steps = values
+        if not (0 <= p <= 1 and -1 <= r_t <= 1 and count >= 0 and abs(sign_sum) <= count):
+            raise ValueError(f"ADA's state is out of range: {state}")
+        if not 0 <= d_steps < self.interval or d_steps != int(d_steps):
+            raise ValueError(f"ADA's d_steps must be a count below {self.interval}: {state}")
         device = self.p.device
         for key in ("p", "r_t", "sign_sum", "count"):
             setattr(self, key, torch.tensor(float(state[key]), dtype=torch.float32, device=device))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..augment import create_augmentation
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..checks import check_run_config
 from ..config import RESUMABLE_KEYS, RunConfig, TrainConfig, apply_overrides, to_dict
@@ -132,6 +133,7 @@ def resolve_train_config(model: str, data: str, overrides: Mapping[str, Any]) ->
     objective = create_objective(cfg.objective or spec.objective)  # a typo fails here
     spec.check_objective(objective.name)
     create_regularisers(cfg.reg)
+    create_augmentation(cfg, objective)  # an unknown op, or ADA with a critic, fails here
     return cfg
 
 

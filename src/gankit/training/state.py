@@ -2,7 +2,8 @@
 
 The tensors are the weights of G, D and G_ema, both optimisers' states and the RNG states; the
 JSON half holds the counters (G updates, real batches consumed), the objective's own state
-(BEGAN's k_t), the best score so far, the rollback bookkeeping and the collapse watch's peak.
+(BEGAN's k_t), the augmentation's (ADA's p), the best score so far, the rollback bookkeeping
+and the collapse watch's peak.
 Restoring all of it is what makes a resumed run take the uninterrupted run's steps bit for bit.
 """
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import Checkpoint, pack_optimizer, pack_rng, unpack_optimizer, unpack_rng
+from ..augment import Augmentation
 from ..config import RunConfig
 from ..data.base import ImageDataset
 from ..errors import UserError
@@ -37,6 +39,7 @@ class TrainState:
         optimizers: "G" and "D" -> optimiser.
         objective: the GAN objective, whose state (BEGAN's k_t) is saved with the rest.
         watch: the mode-collapse watch, whose peak diversity is kept across resumes.
+        augment: the augmentation D's inputs go through, if any (ADA's p and its sums).
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class TrainState:
         optimizers: dict[str, torch.optim.Optimizer],
         objective: Objective,
         watch: CollapseWatch,
+        augment: Augmentation | None = None,
     ) -> None:
         self.run_config = run_config
         self.data = {
@@ -61,6 +65,7 @@ class TrainState:
         self.optimizers = optimizers
         self.objective = objective
         self.watch = watch
+        self.augment = augment
         self.step = 0  # G updates so far
         self.batch_index = 0  # real batches consumed so far
         self.best: dict[str, Any] | None = None  # the keep_best record, kept across resumes
@@ -100,6 +105,8 @@ class TrainState:
             "rollbacks": self.rollbacks,
             "peak_diversity": self.watch.peak,
         }
+        if self.augment is not None:  # runs without one keep the metadata they always had
+            meta["augment_state"] = self.augment.state_dict()
         return tensors, meta
 
     def remember(self) -> Snapshot:
@@ -132,6 +139,8 @@ class TrainState:
             self.lr_scale = float(ck.meta.get("lr_scale", 1.0))
             self.rollbacks = int(ck.meta.get("rollbacks", 0))
             self.watch.peak = float(ck.meta.get("peak_diversity", 0.0))
+            if self.augment is not None:
+                self.augment.load_state_dict(ck.meta.get("augment_state", {}))
             unpack_rng(ck.tensors)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             detail = " ".join(str(exc).split())[:120]

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .. import viz
+from ..augment import Augmentation, create_augmentation
 from ..checkpoint import CKPT_DIR, Checkpoint, checkpoint_path, list_checkpoints, save_checkpoint
 from ..config import RunConfig, TrainConfig
 from ..data.base import ImageDataset
@@ -124,13 +125,14 @@ class Trainer:
         self.watch = CollapseWatch(cfg.collapse_threshold)
         self.state = TrainState(
             run_config, self.dataset, {"G": self.G, "D": self.D, "G_ema": self.G_ema},
-            {"G": self.opt_G, "D": self.opt_D}, self.objective, self.watch,
+            {"G": self.opt_G, "D": self.opt_D}, self.objective, self.watch, self.augment,
         )  # fmt: skip
+        pieces = [self.objective, *self.regularisers, *([self.augment] if self.augment else [])]
         self.figures = ProgressFigures(
             self.run_dir, self.dataset, self.prior,
             title=f"{run_config.model} on {self.dataset.name}", grid_size=cfg.grid_size,
             num_classes=self.num_classes if self.conditional else 0,
-            curves=viz.declared_curves([self.objective, *self.regularisers]),
+            curves=viz.declared_curves(pieces),
         )  # fmt: skip
         if resume is not None:
             self.state.restore(resume)
@@ -153,6 +155,9 @@ class Trainer:
         self.objective = create_objective(cfg.objective or self.model.spec.objective)
         self.model.spec.check_objective(self.objective.name)
         self.regularisers = create_regularisers(cfg.reg)
+        self.augment: Augmentation | None = create_augmentation(cfg, self.objective)
+        if self.augment is not None:
+            self.augment.to(self.device)
         self.opt_G = make_optimizer(cfg, self.G, cfg.lr_g)
         self.opt_D = make_optimizer(cfg, self.D, cfg.lr_d)
         self.prior = prior_of(self.G)
@@ -170,6 +175,11 @@ class Trainer:
             raise UserError(
                 f"{self.run_config.model} is class-conditional but {dataset.name} has no "
                 "labels; use labelled data (e.g. folder:PATH with --folder-labels)"
+            )
+        if self.augment is not None and dataset.resolution < 4:
+            raise UserError(
+                f"--augment works on images; {dataset.name} gives D "
+                f"{dataset.resolution}x{dataset.resolution} inputs"
             )
         return cfg.batch_size // size
 
@@ -271,6 +281,11 @@ class Trainer:
             y = None if y is None else y[part]
         return z, y
 
+    def _shown(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch as D is shown it, real or fake, in either update: through the run's
+        augmentation (differentiable, so G learns through it), or as it is without one."""
+        return x if self.augment is None else self.augment(x)
+
     def _add_terms(
         self,
         which: str,
@@ -311,10 +326,14 @@ class Trainer:
                 else:
                     with torch.no_grad():
                         fake = G(z, y_fake)
-                loss_d, logs_d = obj.d_loss(self.wrapped.D, real, fake.detach(), y_real, y_fake)
+                real_d, fake_d = self._shown(real), self._shown(fake.detach())
+                D_d = self.wrapped.D
+                if self.augment is not None:  # ADA notes D's outputs on real_d (its r_t)
+                    D_d = self.augment.watch(D_d, real_d)
+                loss_d, logs_d = obj.d_loss(D_d, real_d, fake_d, y_real, y_fake)
             if self.world.distributed:  # batch-dependent state (BEGAN's k_t): the global value
                 obj.average_state(lambda t: average(t, self.world))
-            loss_d = self._add_terms("d", loss_d, logs_d, real, y_real, fake.detach(), y_fake, z)
+            loss_d = self._add_terms("d", loss_d, logs_d, real_d, y_real, fake_d, y_fake, z)
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             if self.wrapped.average_d_by_hand:
@@ -323,20 +342,26 @@ class Trainer:
             self.opt_D.step()
             for reg in self.regularisers:
                 reg.after_d_step(D)
+            if self.augment is not None:  # ADA: p moves every few D steps, alike on every rank
+                mean = (lambda t: average(t, self.world)) if self.world.distributed else None
+                self.augment.after_d_step(mean)
             logs.update(logs_d)
         D.requires_grad_(False)  # G's update needs gradients through D, not of D's weights
         with self._autocast():
             if not reuse:
                 z, y_fake = self._noise()
                 fake = G(z, y_fake)
-            loss_g, logs_g = obj.g_loss(self.wrapped.D_for_g, fake, y_fake)
-        loss_g = self._add_terms("g", loss_g, logs_g, None, None, fake, y_fake, z)
+            fake_g = self._shown(fake)  # drawn afresh, as DiffAugment's G step does
+            loss_g, logs_g = obj.g_loss(self.wrapped.D_for_g, fake_g, y_fake)
+        loss_g = self._add_terms("g", loss_g, logs_g, None, None, fake_g, y_fake, z)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.nonfinite[2:] |= nonfinite_flags(loss_g, self.G.parameters())
         self.opt_G.step()
         D.requires_grad_(True)
         logs.update(logs_g)
+        if self.augment is not None:
+            logs.update(self.augment.logs())
         if self.G_ema is not None:
             beta = ema_beta(self.cfg.batch_size, self.nimg, self.cfg.ema_kimg, self.cfg.ema_rampup)
             update_ema(self.G_ema, self.G, beta)
