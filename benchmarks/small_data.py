@@ -1,0 +1,199 @@
+"""Benchmark: DCGAN on 100 to 6,000 MNIST digits with no augmentation, DiffAugment and ADA.
+
+Each row trains `gankit train dcgan --data mnist --max-images N --augment A --max-seconds S`
+(one process each, back to back), then scores G_ema against the 1,000 held-out test digits in
+../shared: Frechet distance and recall in the domain classifier's features, memorisation
+(nearest training image, generated vs held-out), and how much of the augmentation leaked into
+G's samples (the share of samples with a mid-grey cutout block, shifted off the centre, or a
+background of another brightness, against the same shares for the real test digits). The
+figure is stylegan2-ada's Figure 1: FD against the data set's size, one line per augmentation.
+
+Resumable: each finished row is written to the JSON at once, and a rerun skips the rows it
+holds (a row killed mid-training is trained again from scratch). About 2 hours as published
+(4 sizes x 3 augmentations x 2 seeds x 300 s, plus scoring).
+
+    python benchmarks/small_data.py                                 # everything
+    python benchmarks/small_data.py --only n500-ada-s0,n500-none-s0  # some rows
+    python benchmarks/small_data.py --sizes 100 --augments none,ada --seeds 0 --seconds 15 \
+        --features pixel --out /tmp/small                           # a one-minute smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from machine_info import machine  # benchmarks/ is on sys.path when a script runs
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = (100, 500, 2000, 6000)
+AUGMENTS = ("none", "diffaug", "ada")
+
+
+def key(size: int, augment: str, seed: int) -> str:
+    return f"n{size}-{augment}-s{seed}"
+
+
+def train(row: dict, args: argparse.Namespace, run_dir: Path) -> dict:
+    cmd = [
+        "train", "dcgan", "--data", "mnist", "--data-root", str(args.data_root),
+        "--no-download", "--max-images", str(row["size"]), "--seed", str(row["seed"]),
+        "--kimg", "100000", "--max-seconds", str(args.seconds), "--run-dir", str(run_dir),
+        "--overwrite", "--no-progress", "--device", "cpu",
+        "--batch-size", str(min(64, row["size"])),
+    ]  # fmt: skip
+    if row["augment"] != "none":
+        cmd += ["--augment", row["augment"]]
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "gankit", *cmd], check=True, cwd=ROOT)
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    out = {
+        "command": "gankit " + " ".join(cmd),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "nimg": recs[-1]["nimg"],
+    }
+    if "ada_p" in recs[-1]:
+        out["ada_p_final"] = recs[-1]["ada_p"]
+    return out
+
+
+def leak_shares(images: torch.Tensor) -> dict[str, float]:
+    """Shares of images (in [-1, 1], [N, 1, H, W]) that show an augmentation's trace:
+    a mid-grey block (cutout and translation fill with 0), ink whose centre of mass is over
+    1/10 of the side off the centre (translation), a background off black (brightness)."""
+    x = images[:, 0].float()
+    n, h, w = x.shape
+    side = max(2, h // 5)
+    grey = (x.abs() < 0.25).float().unsqueeze(1)
+    blocks = torch.nn.functional.avg_pool2d(grey, side, stride=1)  # share grey per window
+    ink = (x + 1) / 2
+    mass = ink.sum((1, 2)).clamp_min(1e-6)
+    cy = (ink.sum(2) * torch.arange(h)).sum(1) / mass - (h - 1) / 2
+    cx = (ink.sum(1) * torch.arange(w)).sum(1) / mass - (w - 1) / 2
+    background = x.flatten(1).median(1).values
+    return {
+        "grey_block": float((blocks.flatten(1).amax(1) >= 1.0).float().mean()),
+        "off_centre": float(((cy**2 + cx**2).sqrt() > h / 10).float().mean()),
+        "background_shift": float(((background + 1).abs() > 0.25).float().mean()),
+    }
+
+
+def samples(run_dir: Path, n: int = 1000) -> torch.Tensor:
+    from gankit.sampling import generate, load
+
+    return generate(load(run_dir), range(n))
+
+
+def score(run_dir: Path, args: argparse.Namespace) -> dict:
+    from gankit.metrics import evaluate_run
+
+    f = args.features
+    out: dict = {}
+    t0 = time.perf_counter()
+    for metrics, split in (([f"fd1k_{f}", f"prdc1k_{f}"], "test"), ([f"memo1k_{f}"], "train")):
+        for rec in evaluate_run(
+            run_dir, metrics, data_root=str(args.data_root), download=False, split=split
+        ):
+            out[rec["metric"]] = rec["values"]
+    out["eval_s"] = round(time.perf_counter() - t0, 1)
+    out["leaks"] = leak_shares(samples(run_dir))
+    return out
+
+
+def real_leaks(args: argparse.Namespace, resolution: int) -> dict[str, float]:
+    from gankit.data import load_dataset
+    from gankit.data.base import to_unit_range
+
+    test = load_dataset(
+        "mnist", resolution=resolution, root=str(args.data_root), train=False, download=False
+    )
+    return leak_shares(to_unit_range(test.images))
+
+
+def plot(result: dict, path: Path, features: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for augment in AUGMENTS:
+        rows = [r for r in result["rows"].values() if r["augment"] == augment and "fd" in r]
+        sizes = sorted({r["size"] for r in rows})
+        if not sizes:
+            continue
+        fds = [sum(r["fd"] for r in rows if r["size"] == s) / sum(
+            r["size"] == s for r in rows) for s in sizes]  # fmt: skip
+        ax.plot(sizes, fds, marker="o", label=augment)
+    ax.set_xscale("log")
+    ax.set_xlabel("training digits")
+    ax.set_ylabel(f"FD to 1,000 test digits ({features} features)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--augments", default=",".join(AUGMENTS))
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--only", default="", help="comma-separated row keys, e.g. n500-ada-s0")
+    ap.add_argument("--seconds", type=float, default=300.0, help="training budget per row")
+    ap.add_argument("--features", default="mnistcnn", help="mnistcnn (published) or pixel")
+    ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "datasets")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-small-data")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = ap.parse_args()
+
+    rows = [
+        {"size": int(s), "augment": a, "seed": int(seed)}
+        for s in args.sizes.split(",")
+        for a in args.augments.split(",")
+        for seed in args.seeds.split(",")
+    ]
+    only = {k for k in args.only.split(",") if k}
+    rows = [r for r in rows if not only or key(**r) in only]
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "bench_small_data.json"
+    result = json.loads(path.read_text()) if path.is_file() else {"rows": {}}
+    result.update(machine=machine(), seconds_per_row=args.seconds, features=args.features)
+    for row in rows:
+        k = key(**row)
+        if k in result["rows"]:
+            print(f"{k}: done before, skipped")
+            continue
+        run_dir = args.runs / k
+        info = {**row, **train(row, args, run_dir)}
+        info.update(score(run_dir, args))
+        f = args.features
+        info["fd"] = info[f"fd1k_{f}"]["fd"]
+        info["recall"] = info[f"prdc1k_{f}"].get("recall")
+        if "real_leaks" not in result:
+            resolution = int(load_run_resolution(run_dir))
+            result["real_leaks"] = real_leaks(args, resolution)
+        result["rows"][k] = info
+        path.write_text(json.dumps(result, indent=1))  # each row as soon as it is done
+        print(f"{k}: FD {info['fd']:.2f}, recall {info['recall']}, leaks {info['leaks']}")
+    if result["rows"]:
+        (args.out / "figures").mkdir(exist_ok=True)
+        plot(result, args.out / "figures" / "small_data.png", args.features)
+        print(f"real test digits' leak shares: {result.get('real_leaks')}")
+
+
+def load_run_resolution(run_dir: Path) -> int:
+    from gankit.checkpoint import load_checkpoint
+
+    return load_checkpoint(run_dir).run_config.resolution
+
+
+if __name__ == "__main__":
+    main()
