@@ -17,7 +17,11 @@ import torch
 
 from gankit.checkpoint import FORMAT_VERSION, list_checkpoints, load_checkpoint, read_checkpoint
 from gankit.cli import main
-from gankit.metrics.classifier import load_classifier
+from gankit.data.identity import current_spec
+from gankit.errors import UserError
+from gankit.metrics import evaluate_run
+from gankit.metrics.classifier import default_classifier_path, find_classifier, load_classifier
+from gankit.metrics.reference import Reference
 from gankit.sampling import generate, load
 from gankit.training import train
 
@@ -90,6 +94,8 @@ def test_v1_run_resumes(tmp_path: Path, name: str) -> None:
     ck = load_checkpoint(run)
     assert ck.nimg == 96 and ck.meta["format_version"] == FORMAT_VERSION
     assert ck.meta["step"] == 6 and ck.run_config.model == name
+    # Trained on the 8x8 digits "digits" meant then, and resumed on the same images.
+    assert ck.run_config.train.data == "sklearn-digits" and ck.meta["data"]["images"] == 1797
     assert [p.name for p in list_checkpoints(run)][-2:] == [
         "ckpt-000000064.safetensors",
         "ckpt-000000096.safetensors",
@@ -98,3 +104,44 @@ def test_v1_run_resumes(tmp_path: Path, name: str) -> None:
         read_checkpoint(run / "checkpoints" / "ckpt-000000064.safetensors").meta["format_version"]
         == 1
     )
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_v1_runs_reload_the_8x8_digits_they_were_trained_on(name: str) -> None:
+    """Their records say "digits" with no revision: the scikit-learn 8x8 set "digits" meant
+    then, which every reloader (resume, eval's reference, memorisation, probe) now gets."""
+    ck = load_checkpoint(FIXTURES / name)
+    assert ck.meta["data"]["name"] == "digits" and "revision" not in ck.meta["data"]
+    assert ck.run_config.train.data == "sklearn-digits"
+    assert Reference.for_run(ck.run_config).data == "sklearn-digits"
+    assert current_spec("digits", {"revision": 2}) == "digits"
+    assert current_spec("stacked-digits", {}) == "stacked-sklearn-digits"
+    with pytest.raises(UserError, match="newer than this gankit"):
+        current_spec("digits", {"revision": 3})
+
+
+def test_v1_classifier_is_the_8x8_digits_one_and_never_todays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found where gankit used to keep it (mnistcnn-digits) for the v1 runs' sklearn-digits,
+    and refused, not silently used, for today's digits."""
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
+    old = FIXTURES / "classifier-digits.safetensors"
+    assert load_classifier(old).data == "sklearn-digits"
+    legacy = tmp_path / "cache" / "evaluators" / "mnistcnn-digits.safetensors"
+    legacy.parent.mkdir(parents=True)
+    shutil.copyfile(old, legacy)
+    assert default_classifier_path("digits") != legacy
+    assert find_classifier("sklearn-digits").path == legacy
+    with pytest.raises(UserError, match="no domain classifier for digits"):
+        find_classifier("digits")
+    shutil.copyfile(old, default_classifier_path("digits"))
+    with pytest.raises(UserError, match="trained on sklearn-digits, not digits"):
+        find_classifier("digits")
+
+    run = tmp_path / "dcgan"
+    shutil.copytree(FIXTURES / "dcgan", run)
+    (rec,) = evaluate_run(run, "fd100_mnistcnn", append=False)
+    assert rec["protocol"]["reference"] == "sklearn-digits train split"
+    assert rec["protocol"]["reference_size"] == 1797
+    assert rec["protocol"]["extractor_data"] == "sklearn-digits"

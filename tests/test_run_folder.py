@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,11 @@ def test_a_version_1_config_reads_back_with_what_it_determines(
     doc = json.loads((FIXTURES_V1 / name / "config.json").read_text())
     assert "resolved" not in doc and "version" not in doc
     rec = read_config(FIXTURES_V1 / name)
-    assert rec.version == 1 and rec.run_config == RunConfig.from_json(doc["run_config"])
+    stored = RunConfig.from_json(doc["run_config"])
+    assert stored.train.data == "digits" and "revision" not in doc["data"]
+    # ... the 8x8 digits "digits" meant then, by their name today; the rest as stored
+    assert rec.version == 1 and rec.run_config.train.data == "sklearn-digits"
+    assert replace(rec.run_config, train=replace(rec.run_config.train, data="digits")) == stored
     assert rec.objective == Piece(MODELS.get(name).objective, {})  # the model's default
     assert rec.regularisers == regularisers
     assert rec.precision == "fp32"  # what it asked for (fp32 or bf16 is what it used)

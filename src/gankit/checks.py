@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .config import RunConfig, to_dict
+from .data.identity import current_run_config
 from .errors import UserError
 from .models import MODELS, Model, check_size, make_config
 from .objectives import create_objective
@@ -149,7 +150,8 @@ def _check_checkpoint(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) ->
     _check_optimizers(model, meta.get("optim"), tensors)
     _check_rng(tensors)
     _check_training_state(rc, meta)
-    return rc
+    # An older run's data by today's name (its "digits" were scikit-learn's 8x8 set).
+    return current_run_config(rc, meta.get("data"))
 
 
 def _check_weights(rc: RunConfig, model: Model, tensors: dict[str, torch.Tensor]) -> None:

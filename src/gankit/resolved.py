@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
+from .data.identity import current_run_config
 from .errors import UserError
 from .models import MODELS
 from .objectives import create_objective
@@ -127,7 +128,8 @@ def read_resolved(doc: Any) -> ResolvedRun:
     """
     if not isinstance(doc, Mapping) or "run_config" not in doc:
         raise UserError("config.json has no run_config; is this a gankit run?")
-    rc = RunConfig.from_json(doc["run_config"])
+    # An older run's data by today's name (its "digits" were scikit-learn's 8x8 set).
+    rc = current_run_config(RunConfig.from_json(doc["run_config"]), doc.get("data"))
     history = doc.get("history", [])
     if not isinstance(history, list) or not all(
         isinstance(n, int) and not isinstance(n, bool) for n in history

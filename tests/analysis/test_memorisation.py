@@ -192,9 +192,9 @@ def test_report_end_to_end(digits_run: Path, tmp_path: Path) -> None:
     )
     proto = res["protocol"]
     assert proto["generator"] == "G_ema" and proto["nimg"] == 64 and proto["seeds"] == "0-47"
-    assert proto["n_train"] == 1797 and proto["n_heldout"] == 40
-    # the digits' held-out images are part of the training set: all measured leave-one-out
-    assert proto["n_heldout_in_train"] == 40 and any("leave-one-out" in s for s in res["notes"])
+    assert proto["n_train"] == 4000 and proto["n_heldout"] == 40
+    # the digits' test split is disjoint from their training split: nothing leave-one-out
+    assert proto["n_heldout_in_train"] == 0 and not any("leave-one-out" in s for s in res["notes"])
     assert set(res["spaces"]) == {"pixel", "randproj"}
     for name, st in res["spaces"].items():
         assert st["n_generated"] == 48 and st["n_heldout"] == 40
@@ -209,6 +209,18 @@ def test_report_end_to_end(digits_run: Path, tmp_path: Path) -> None:
     # the same seeds give the same numbers
     again = memorisation_report(digits_run, n=48, n_heldout=40, out_dir=tmp_path / "again")
     assert again["spaces"]["pixel"] == res["spaces"]["pixel"]
+
+
+def test_held_out_images_inside_the_training_set_are_measured_leave_one_out(
+    digits_run: Path, tmp_path: Path
+) -> None:
+    # sklearn-digits' held-out images are part of its training set
+    res = memorisation_report(
+        digits_run, data="sklearn-digits", n=16, n_heldout=40, out_dir=tmp_path, figure_n=4
+    )
+    proto = res["protocol"]
+    assert proto["n_train"] == 1797 and proto["n_heldout"] == 40
+    assert proto["n_heldout_in_train"] == 40 and any("leave-one-out" in s for s in res["notes"])
 
 
 def test_report_refuses_no_samples(digits_run: Path) -> None:
@@ -226,12 +238,19 @@ def test_memorisation_run_is_the_command(digits_run: Path, capsys, tmp_path, mon
 
     monkeypatch.chdir(tmp_path)
     argv = ("--n", "12", "--seed", "3", "--features", "mnistcnn", "--evaluator", CLASSIFIER)
+    argv += ("--data", "sklearn-digits")  # whose held-out split overlaps: a note to print
     res = same_as_cli(
         capsys,
         ("memorisation", digits_run, *argv, "--out", "mem"),
         lambda: memorisation_run(
-            digits_run, n=12, seed=3, features="mnistcnn", evaluator=str(CLASSIFIER), out="mem"
-        ),
+            digits_run,
+            n=12,
+            seed=3,
+            features="mnistcnn",
+            evaluator=str(CLASSIFIER),
+            out="mem",
+            data="sklearn-digits",
+        ),  # fmt: skip
         ["mem/memorisation.json"],
     )
     assert set(res.report["spaces"]) == {"pixel", "mnistcnn"}

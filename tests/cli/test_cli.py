@@ -257,7 +257,7 @@ def test_train_writes_a_complete_run_folder(dcgan_run: tuple[Path, str]) -> None
     assert [r["nimg"] for r in records] == list(range(32, 257, 32))  # log_every=1: every step
     assert all(np.isfinite(r["loss_d"]) and np.isfinite(r["loss_g"]) for r in records)
     assert "done: 256 images" in out and str(run) in out
-    assert "data: resized from 8x8 to 16x16" in out  # the loader's notes reach the user
+    assert "data: resized from 28x28 to 16x16" in out  # the loader's notes reach the user
 
 
 def test_dry_run_prints_the_config_and_creates_nothing(

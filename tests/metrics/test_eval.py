@@ -83,7 +83,7 @@ def test_eval_records_carry_the_whole_protocol_and_append(cond_run: Path) -> Non
     fd, pr, memo = recs
     assert fd["protocol"]["n_gen"] == fd["protocol"]["n_real"] == 100
     assert set(pr["values"]) == {"precision", "recall", "density", "coverage"}
-    assert memo["protocol"]["n_real"] == 1797  # nearest neighbours among all training images
+    assert memo["protocol"]["n_real"] == 4000  # nearest neighbours among all training images
     # G instead of G_ema is a different generator, and the record says so.
     g = evaluate_run(cond_run, "fd100_pixel", ema=False, append=False, seed=3)[0]
     assert g["protocol"]["generator"] == "G" and g["value"] != fd["value"]
@@ -300,7 +300,10 @@ def digits_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gankit.metrics.classifier import train_classifier
 
     out = tmp_path_factory.mktemp("clf") / "digits.safetensors"
-    train_classifier("digits", epochs=2, batch_size=64, seed=0, out=out, progress=False)
+    # 95.6% on the 1,000 test digits (seed 0); 92.9% of them at the runs' 16x16 (measured).
+    train_classifier(
+        "digits", epochs=3, batch_size=64, max_images=2000, seed=0, out=out, progress=False
+    )
     return out
 
 
@@ -322,7 +325,7 @@ def test_class_accuracy_and_per_class_fd_in_classifier_features(
     assert 1.0 <= is_["value"] <= 10.0
     floor = evaluate_real(
         "digits",
-        "acc297_mnistcnn,fd297_mnistcnn",
+        "acc1k_mnistcnn,fd1k_mnistcnn",
         resolution=16,
         channels=1,
         evaluator=str(digits_classifier),
@@ -336,8 +339,8 @@ def test_evaluate_real_names_the_count_it_really_used(digits_classifier: Path) -
     recs = evaluate_real(
         "digits", "fd5k_pixel,fd1k_pixel", resolution=16, channels=1, use_cache=False
     )
-    assert [r["metric"] for r in recs] == ["fd297_pixel"]  # both capped to the 297 held out
-    assert recs[0]["protocol"]["n_gen"] == 297
+    assert [r["metric"] for r in recs] == ["fd1k_pixel"]  # both capped to the 1,000 held out
+    assert recs[0]["protocol"]["n_gen"] == 1000
 
 
 def test_stacked_mode_count_through_eval(tmp_path: Path, digits_classifier: Path) -> None:

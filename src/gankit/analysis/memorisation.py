@@ -17,8 +17,8 @@ so "not memorising" is evidence only together with good sample quality.
 
 Distances are measured in pixel space (uint8 images as floats in [0, 1], flattened) and,
 optionally, in a feature extractor's space, where near copies that are shifted or re-shaded
-are also found. Where the held-out split overlaps the training set (the digits' held-out 297
-images are part of its training set; folder:PATH and npz:PATH have no separate split, so
+are also found. Where the held-out split overlaps the training set (sklearn-digits' held-out
+297 images are part of its training set; folder:PATH and npz:PATH have no separate split, so
 train=False gives the training images again), each overlapping held-out image is compared
 with the training set minus itself (leave-one-out); the result says how many were.
 """

@@ -96,7 +96,7 @@ class Explorer:
         low, high = spec.truncation_range
         return {
             "model": self.run.model.name,
-            "dataset": meta.get("data", {}).get("name"),
+            "dataset": rc.train.data,  # by its name today (gankit.data.identity)
             "images_seen": int(meta.get("nimg", 0)),
             "step": int(meta.get("step", 0)),
             "resolution": rc.resolution,

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..checkpoint import list_checkpoints
 from ..config import RunConfig
 from ..data.base import ImageDataset
+from ..data.identity import data_record
 from ..distributed import broadcast_object, current_world
 from ..errors import UserError
 from ..files import atomic_write_json
@@ -74,15 +75,7 @@ def write_config(
     """config.json: the run's configuration, its data, and (version 2) what it resolved to."""
     doc = {
         "run_config": resolved.run_config.to_json(),
-        "data": {
-            "name": ds.name,
-            "images": len(ds),
-            "channels": ds.channels,
-            "resolution": ds.resolution,
-            "num_classes": ds.num_classes,
-            "class_names": ds.class_names,
-            "notes": ds.notes,
-        },
+        "data": {**data_record(ds), "notes": ds.notes},
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "processes": current_world().size,
     }

@@ -33,16 +33,18 @@ from .trainer import EvalHook, Trainer, TrainResult, check_batch_size, total_ima
 # imports no metrics: the layer above passes this in (gankit.api.eval_hook, behind gankit.train).
 MakeEvalHook = Callable[[RunConfig, Path], EvalHook | None]
 
-# The size each named dataset is trained at unless --resolution says otherwise (the digits are
-# 8x8 and are upsampled, as the demo asks); power-of-two models round up (MNIST 28 -> 32).
+# The size each named dataset is trained at unless --resolution says otherwise (the 8x8
+# sklearn digits are upsampled); power-of-two models round up (MNIST 28 -> 32).
 # The 2D mixtures are points, seen as 1x1 images with 2 channels.
 DEFAULT_RESOLUTION = {
-    "digits": 32,
+    "digits": 28,
+    "sklearn-digits": 32,
     "mnist": 28,
     "fashion-mnist": 28,
     "cifar10": 32,
     "stacked-mnist": 28,
     "stacked-digits": 28,
+    "stacked-sklearn-digits": 28,
     "ring8": 1,
     "grid25": 1,
 }
@@ -223,7 +225,7 @@ def train(
 
     Args:
         model: registry name (see `list_models()`).
-        data: dataset spec: digits, mnist, fashion-mnist, cifar10, folder:PATH, npz:PATH.
+        data: dataset spec: digits, sklearn-digits, mnist, cifar10, folder:PATH, npz:PATH, ...
         outdir: parent of auto-numbered run folders.
         run_dir: an exact run folder instead of an auto-numbered one.
         resume: a run folder or checkpoint file to continue exactly.

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import Checkpoint, pack_optimizer, pack_rng, unpack_optimizer, unpack_rng
 from ..augment import Augmentation
+from ..checkpoint import Checkpoint, pack_optimizer, pack_rng, unpack_optimizer, unpack_rng
 from ..config import RunConfig
 from ..data.base import ImageDataset
+from ..data.identity import data_record
 from ..errors import UserError
 from ..objectives import Objective
 from .guards import CollapseWatch
@@ -53,14 +54,7 @@ class TrainState:
         augment: Augmentation | None = None,
     ) -> None:
         self.run_config = run_config
-        self.data = {
-            "name": dataset.name,
-            "num_classes": dataset.num_classes,
-            "class_names": dataset.class_names,
-            "channels": dataset.channels,
-            "resolution": dataset.resolution,
-            "images": len(dataset),
-        }
+        self.data = data_record(dataset)
         self.nets = {name: net for name, net in nets.items() if net is not None}
         self.optimizers = optimizers
         self.objective = objective

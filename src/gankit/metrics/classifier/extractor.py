@@ -12,7 +12,14 @@ from ...data.transforms import convert_channels, resize_square
 from ...errors import UserError
 from ..features import FeatureExtractor, Features, weights_checksum
 from .network import NAME, RESOLUTION, ClassifierConfig, DigitCNN
-from .storage import classifier_data, default_classifier_path, read_classifier_meta
+from .storage import (
+    canonical_spec,
+    classifier_data,
+    default_classifier_path,
+    legacy_classifier_path,
+    read_classifier_meta,
+    trained_on,
+)
 
 # What `__call__` does to images of another size (the same resize the data loaders use).
 RESIZE_FILTER = "bilinear-antialias"
@@ -48,20 +55,33 @@ def find_classifier(
     """The classifier for `data`: the file at `path` if given, else the default location.
 
     Stacked MNIST specs find the classifier of their source digits (see `classifier_data`).
+    A file at the default location must have been trained on `data` as it is loaded today
+    (its record's data and revision say so): the classifier of the 8x8 digits that "digits"
+    once meant measures sklearn-digits, and never today's digits.
 
     Raises:
-        UserError: no such file (saying how to train one), or a damaged one.
+        UserError: no such file (saying how to train one), a damaged one, or one trained on
+            other data.
     """
     if path is not None:
         return load_classifier(path, device=device)
+    source = classifier_data(data)
     where = default_classifier_path(data)
+    legacy = legacy_classifier_path(data)
+    if not where.is_file() and legacy is not None and legacy.is_file():
+        where = legacy  # written before file names were keyed by the data's identity
     if not where.is_file():
-        source = classifier_data(data)
         raise UserError(
             f"no domain classifier for {source} at {where}; train one with "
             f"`gankit evaluator train --data {source}`"
         )
-    return load_classifier(where, device=device)
+    found = load_classifier(where, device=device)
+    if found.data != canonical_spec(source):
+        raise UserError(
+            f"{where} was trained on {found.data or 'unnamed data'}, not {source}: train one "
+            f"for {source} with `gankit evaluator train --data {source}`"
+        )
+    return found
 
 
 class ClassifierExtractor(FeatureExtractor):
@@ -117,8 +137,9 @@ class ClassifierExtractor(FeatureExtractor):
 
     @property
     def data(self) -> str:
-        """The data spec the classifier was trained on."""
-        return str(self.meta.get("data", ""))
+        """The data spec the classifier was trained on, by its name today (a classifier of
+        the 8x8 digits that "digits" once meant says sklearn-digits)."""
+        return trained_on(self.meta)
 
     def describe(self) -> dict[str, object]:
         out = super().describe()

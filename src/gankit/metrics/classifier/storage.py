@@ -5,8 +5,10 @@ spec, class names, held-out accuracy and a SHA-256 of the weights and the record
 format 1 covered the weights only and still loads), verified on load. The record's config is
 also checked against the weights' names and shapes on the meta device before the network is
 built: a checksum stops accidents, not authors. Nothing is ever pickled. By default it lives in
-`$GANKIT_CACHE/evaluators/mnistcnn-{data}.safetensors` (GANKIT_CACHE defaults to
-~/.cache/gankit).
+`$GANKIT_CACHE/evaluators/mnistcnn-{identity}.safetensors` (GANKIT_CACHE defaults to
+~/.cache/gankit), keyed by the data's identity (`gankit.data.identity`), so that a classifier
+of the 8x8 digits "digits" used to mean is never taken for one of today's digits; the record
+names the data and its revision, which the lookup checks.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from ...checkpoint import read_verified, seal
 from ...checks import state_mismatch
+from ...data.identity import EARLIER, current_spec, identity
 from ...data.stacked import STACKED_SOURCES
 from ...errors import UserError
 from ...files import atomic_write_bytes
@@ -61,7 +64,24 @@ def classifier_data(data: str) -> str:
 
 def default_classifier_path(data: str) -> Path:
     """Where `gankit evaluator train --data DATA` stores its classifier by default."""
-    return cache_root() / "evaluators" / f"{NAME}-{_slug(classifier_data(data))}.safetensors"
+    return _evaluators() / f"{NAME}-{_slug(identity(classifier_data(data)))}.safetensors"
+
+
+def legacy_classifier_path(data: str) -> Path | None:
+    """Where gankit stored `data`'s classifier before file names were keyed by identity, when
+    that differs: sklearn-digits' is mnistcnn-digits.safetensors (today's digits never read it)."""
+    source = classifier_data(data)
+    old = [name for (name, _), now in EARLIER.items() if now == source]
+    return _evaluators() / f"{NAME}-{_slug(old[0])}.safetensors" if old else None
+
+
+def _evaluators() -> Path:
+    return cache_root() / "evaluators"
+
+
+def trained_on(meta: dict[str, Any]) -> str:
+    """The data spec, as it is loaded today, that a classifier's record says it learnt."""
+    return current_spec(str(meta.get("data", "")), {"revision": meta.get("data_revision", 1)})
 
 
 # ----------------------------------------------------------------------------- save / load
@@ -131,3 +151,7 @@ def _check_record(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Non
         raise ValueError(f"accuracy must be a number (got {acc!r:.40})")
     if not isinstance(meta.get("data", ""), str):
         raise ValueError("its data spec must be a string")
+    try:
+        trained_on(meta)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None

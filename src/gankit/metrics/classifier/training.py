@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ...data import ImageDataset, load_dataset
+from ...data.identity import revision
 from ...data.mixtures import MIXTURES
 from ...data.stacked import STACKED_SOURCES
 from ...device import resolve_device
@@ -22,7 +23,7 @@ from .storage import canonical_spec, default_classifier_path, save_classifier
 
 # Held-out accuracy below which the CLI warns, on the data sets where a CNN reaches it easily.
 TARGET_ACCURACY = 0.98
-MNIST_LIKE = ("mnist", "digits")
+MNIST_LIKE = ("mnist", "digits", "sklearn-digits")
 # Share of the data held out when the data set has no separate test split (folder:, npz:).
 HOLD_OUT_FRACTION = 0.1
 # 12 epochs over 6,000 MNIST digits: 98.7-98.9% held-out over three seeds, ~80 s on one core.
@@ -57,9 +58,10 @@ def _split(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
     """(train images, train labels, test images, test labels, note) with no image in both.
 
-    Some splits overlap: the digits "test" split is part of its train split, and folder:/npz:
-    data has no test split (both calls return the same images). Training images identical to a
-    held-out one are dropped; if that leaves nothing, a seeded share is held out instead.
+    Some splits overlap: the sklearn-digits "test" split is part of its train split, and
+    folder:/npz: data has no test split (both calls return the same images). Training images
+    identical to a held-out one are dropped; if that leaves nothing, a seeded share is held
+    out instead.
     """
     assert train.labels is not None and test.labels is not None
     held = {bytes(row) for row in test.images.reshape(len(test), -1).numpy()}
@@ -219,6 +221,7 @@ def train_classifier(
     path = Path(out) if out is not None else default_classifier_path(data)
     meta = {
         "data": spec,
+        "data_revision": revision(spec),  # which images the name meant (gankit.data.identity)
         "resolution": RESOLUTION,
         "channels": 1,
         "num_classes": cfg.num_classes,
