@@ -175,3 +175,15 @@ def test_points_are_not_augmented(tmp_path):
     )
     with pytest.raises(UserError, match="works on images"):
         Trainer(rc, tmp_path, ds, progress=False, tensorboard=False)
+
+
+def test_a_checkpoint_with_a_broken_ada_state_is_refused_in_one_line(tmp_path):
+    ada = {"augment": "ada", "ada_kimg": 0.2}
+    first = _train(tmp_path, "run", _rc(kimg=0.032, **ada))
+    ck = load_checkpoint(first.run_dir)
+    for bad in ({"p": 2.0}, {"d_steps": 4}, {"count": "many"}):
+        ck.meta["augment_state"] = {**first.augment.state_dict(), **bad}
+        with pytest.raises(UserError, match="cannot be resumed") as err:
+            Trainer(_rc(kimg=0.064, **ada), tmp_path / "run", synthetic_dataset(n=48),
+                    resume=ck, progress=False, tensorboard=False)  # fmt: skip
+        assert "\n" not in str(err.value)
