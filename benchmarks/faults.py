@@ -1,7 +1,7 @@
 """Fault campaign: kill -9 a training run many times, resume it each time, and check that
 nothing was lost (the end state equals an uninterrupted run's, bit for bit).
 
-The same as tests/test_faults.py's kill test, longer and with a tally: how many kills fell
+The same as tests/training/test_faults.py's kill test, longer and with a tally: how many kills fell
 before the run's first checkpoint, how many in the middle of a checkpoint write (seen as the
 temp file left behind), how many damaged files a loader was ever shown (must be 0). Every kill
 is aimed at a moment the run announces (tests/killing.py), never at a time, so a slow or busy

@@ -1,4 +1,4 @@
-"""Kill a training process at moments it announces (shared by tests/test_faults.py and
+"""Kill a training process at moments it announces (shared by tests/training/test_faults.py and
 benchmarks/faults.py).
 
 Where a kill lands is decided by events, never by a clock, so that a slow or loaded machine

@@ -10,8 +10,7 @@ import gankit
 from gankit import api
 from gankit.errors import UserError
 from gankit.training import train as train_without_metrics
-
-from .conftest import tiny_overrides
+from tests.conftest import tiny_overrides
 
 EVAL = {"eval_every_kimg": 0.032, "eval_metrics": "fd32_pixel", "keep_best": "fd32_pixel"}
 RUN = {"kimg": 0.064, "batch_size": 16, "progress": False, "tensorboard": False}

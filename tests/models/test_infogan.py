@@ -15,6 +15,7 @@ from gankit.analysis.infogan import (
     save_code_sweep_figure,
     sweep_latents,
 )
+from gankit.api import train as gankit_train
 from gankit.errors import UserError
 from gankit.latent import prior_of
 from gankit.models import create_model
@@ -228,6 +229,24 @@ def test_info_asks_the_model_spec_before_training():
     assert [r.name for r in create_regularisers("r1:gamma=5", model=dcgan)] == ["r1"]
     assert create_regularisers("info")  # without a model nothing is checked
     MutualInformation().check_model(replace(dcgan, codes=True))  # declared: accepted
+
+
+def test_training_a_model_without_codes_with_the_info_term_fails_before_any_step(tmp_path):
+    """Resolving the config asks the spec, so no run folder is made and no step is taken."""
+    with pytest.raises(UserError, match="drop --reg info"):
+        resolve_train_config("dcgan", "digits", {"reg": "info"})
+    with pytest.raises(UserError, match="drop --reg info"):
+        gankit_train(
+            "dcgan",
+            "digits",
+            run_dir=tmp_path / "run",
+            reg="info",
+            progress=False,
+            model_overrides=tiny_overrides("dcgan"),
+            kimg=0.016,
+            batch_size=8,
+        )
+    assert not (tmp_path / "run").exists()
 
 
 def test_q_learns_the_categorical_code():

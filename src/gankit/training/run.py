@@ -134,7 +134,7 @@ def resolve_train_config(model: str, data: str, overrides: Mapping[str, Any]) ->
     cfg.validate()
     objective = create_objective(cfg.objective or spec.objective)  # a typo fails here
     spec.check_objective(objective.name)
-    create_regularisers(cfg.reg)
+    create_regularisers(cfg.reg, model=spec)  # a term the model cannot take fails here
     create_augmentation(cfg, objective)  # an unknown op, or ADA with a critic, fails here
     return cfg
 

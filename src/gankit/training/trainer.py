@@ -154,7 +154,7 @@ class Trainer:
         self.G_ema = make_ema(self.G) if cfg.ema else None
         self.objective = create_objective(cfg.objective or self.model.spec.objective)
         self.model.spec.check_objective(self.objective.name)
-        self.regularisers = create_regularisers(cfg.reg)
+        self.regularisers = create_regularisers(cfg.reg, model=self.model.spec)
         self.augment: Augmentation | None = create_augmentation(cfg, self.objective)
         if self.augment is not None:
             self.augment.to(self.device)

@@ -24,8 +24,7 @@ from gankit.distributed import GlobalBatchNorm, convert_sync_batchnorm, torchrun
 from gankit.models import create_model, list_models
 from gankit.training.run import resolve_train_config
 from gankit.training.trainer import Trainer
-
-from .conftest import synthetic_dataset, tiny_overrides
+from tests.conftest import synthetic_dataset, tiny_overrides
 
 STEPS = 3
 BATCH = 16  # the global batch: 8 images per rank

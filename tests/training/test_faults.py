@@ -24,8 +24,7 @@ import torch
 
 from gankit.checkpoint import list_checkpoints, load_checkpoint, read_checkpoint
 from gankit.cli import main
-
-from .killing import CHECKPOINT, CUT, STAGES, Kill, held, hold_env, kill_once, wait_until
+from tests.killing import CHECKPOINT, CUT, STAGES, Kill, held, hold_env, kill_once, wait_until
 
 # 400 steps of 16 images. An attempt goes at most 20 checkpoints further (its hold stops it),
 # so 20 kills use at most 10 x (12 + 8) + 10 x 4 = 240 of them: the run cannot end before the

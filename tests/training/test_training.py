@@ -17,8 +17,7 @@ from gankit.models import create_model, list_models
 from gankit.sampling import generate, load, parse_seeds
 from gankit.training.ema import ema_beta, make_ema, update_ema
 from gankit.training.trainer import Trainer
-
-from .conftest import synthetic_dataset, tiny_overrides
+from tests.conftest import synthetic_dataset, tiny_overrides
 
 
 def _rc(name: str, **train) -> RunConfig:
