@@ -37,6 +37,7 @@ from .errors import UserError
 
 # Re-exported: these lived here before gankit.files; older code imports them from here.
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401
+from .pretrained import is_pretrained, pretrained_path
 
 FORMAT = "gankit-checkpoint"
 # 2: the checksum covers the JSON document too; 1 (still read): it covers the tensors only.
@@ -242,7 +243,10 @@ def checkpoint_path(run_dir: str | os.PathLike, nimg: int) -> Path:
 
 def run_folder(run_or_file: str | os.PathLike) -> Path:
     """Where analyses of a run write their figures: the run folder itself, or for a checkpoint
-    file the run folder that holds its checkpoints/ (else the file's own folder)."""
+    file the run folder that holds its checkpoints/ (else the file's own folder); for a shipped
+    `pretrained:NAME`, the current folder (never the installed package)."""
+    if is_pretrained(run_or_file):
+        return Path(".")
     p = Path(run_or_file)
     if p.is_dir():
         return p
@@ -254,9 +258,10 @@ def load_checkpoint(run_or_file: str | os.PathLike) -> Checkpoint:
     behind every command (sample, eval, serve, the analyses, resume).
 
     A run folder whose newest checkpoint is damaged, or does not match its own metadata, falls
-    back to the newest sound one, with a one-line warning.
+    back to the newest sound one, with a one-line warning. `pretrained:NAME` is the file of a
+    generator shipped with gankit (`gankit.pretrained`), read like any other.
     """
-    p = Path(run_or_file)
+    p = pretrained_path(run_or_file) or Path(run_or_file)
     if p.is_dir():
         ckpts = list_checkpoints(p)
         if not ckpts:

@@ -7,13 +7,14 @@ from typing import Any
 
 
 def add_parsers(sub: Any) -> None:
-    sub.add_parser("models", help="list the registered models")
+    sub.add_parser("models", help="list the registered models and the shipped generators")
     sub.add_parser("datasets", help="list the dataset specs")
     sub.add_parser("objectives", help="list the GAN objectives and regularisers")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from ..models import MODELS
+    from ..pretrained import list_pretrained
 
     width = max(len(n) for n in MODELS.names())
     for name, spec in MODELS.items():
@@ -21,6 +22,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         if spec.presets:
             tag += f" (presets: {', '.join(spec.presets)})"
         print(f"{name:<{width}}  {spec.description}{tag}")
+    print("\ntrained generators shipped with gankit (sample, serve, eval them; no training):")
+    shipped = list_pretrained()
+    width = max(len(n) for n, _ in shipped)
+    for name, text in shipped:
+        print(f"{name:<{width}}  {text}")
     return 0
 
 

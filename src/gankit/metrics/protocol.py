@@ -18,7 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checkpoint import run_folder
 from ..errors import UserError
+from ..pretrained import is_pretrained
 from ..sampling import load
 from .extractors import ExtractorOptions
 from .kinds import MIXTURES, MetricRequest, parse_metrics
@@ -75,7 +77,8 @@ def evaluate_run(
     loaded = load(run, device=device, ema=ema)
     ckpt = loaded.checkpoint
     rc = ckpt.run_config
-    run_dir = ckpt.path.parent.parent
+    # eval.jsonl goes beside the run; a shipped generator's to the current folder (run_folder)
+    run_dir = run_folder(run) if is_pretrained(run) else ckpt.path.parent.parent
     describe = "G_ema" if loaded.used_ema else "G"
     records: list[dict[str, Any]] = []
     for r in requests:
@@ -106,7 +109,13 @@ def evaluate_run(
         )
         records += score(cand, ref, others, opts, seed=seed, use_cache=use_cache, log=log)
     model = ckpt.meta.get("model")
-    stamp(records, run=str(run_dir), checkpoint=str(ckpt.path), model=model, nimg=ckpt.nimg)
+    stamp(
+        records,
+        run=str(run) if is_pretrained(run) else str(run_dir),
+        checkpoint=str(ckpt.path),
+        model=model,
+        nimg=ckpt.nimg,
+    )
     if append:
         append_jsonl(run_dir / "eval.jsonl", records)
     if not floor:

@@ -49,7 +49,7 @@ def create_app(
 ) -> FastAPI:
     """The web app for one run folder or checkpoint (loaded now, once)."""
     run = load(run_or_ckpt, device=device)
-    ex = Explorer(run, run_folder(run_or_ckpt))
+    ex = Explorer(run, run_folder(run.checkpoint.path))  # the loaded file's records
     app = FastAPI(title="gankit", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.explorer = ex
     app.add_middleware(HostAndHeaders, allowed_hosts=tuple(allowed_hosts))

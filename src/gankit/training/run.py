@@ -23,6 +23,7 @@ from ..distributed import current_world
 from ..errors import UserError
 from ..models import MODELS, check_size, create_model, make_config, meta_model
 from ..objectives import create_objective
+from ..pretrained import is_pretrained
 from ..regularisers import create_regularisers
 from ..resolved import ResolvedRun, resolve_run
 from .build import run_precision, training_device
@@ -301,6 +302,11 @@ def _resume(
     dry_run: bool,
     evaluate: MakeEvalHook | None,
 ) -> TrainResult | RunConfig:
+    if is_pretrained(resume):  # it would resume into the installed package
+        raise UserError(
+            f"{resume} is a generator shipped with gankit, without optimiser state: it can be "
+            "sampled, served and evaluated, not resumed; train your own with gankit train"
+        )
     ck: Checkpoint | None = None
     unstarted = unstarted_run(Path(resume))
     if unstarted is not None:  # killed before its first checkpoint: start it again
