@@ -243,6 +243,15 @@ def save_scatter(
     return Path(path)
 
 
+def show_image(ax: Any, img: torch.Tensor) -> None:
+    """Draw one image in [-1, 1] ([C, H, W]) on a matplotlib axis: grey for one channel."""
+    x = img.float().add(1).div(2).clamp(0, 1)
+    if x.shape[0] == 1:
+        ax.imshow(x[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(x.permute(1, 2, 0).numpy())
+
+
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Write a matplotlib figure as a PNG atomically and close it (figures pile up otherwise)."""
     import io

@@ -35,6 +35,8 @@ _LAZY = {
     "MemorisationRun": ".memorisation",
     "figure_prefix": ".paths",
     "probe_path": ".paths",
+    "project_run": ".projection",
+    "ProjectRun": ".projection",
     "features_run": ".probe",
     "FeaturesRun": ".probe",
     "probe_run": ".probe",
@@ -54,6 +56,7 @@ if TYPE_CHECKING:  # what editors and type checkers follow
     from .memorisation import MemorisationRun, memorisation_report, memorisation_run
     from .paths import figure_prefix, probe_path
     from .probe import FeaturesRun, ProbeRun, features_run, probe_run
+    from .projection import ProjectRun, project_run
     from .style_mixing import MixingRun, mixing_run
     from .truncation import TruncationRun, truncation_run
 
@@ -66,6 +69,7 @@ __all__ = [
     "MemorisationRun",
     "MixingRun",
     "ProbeRun",
+    "ProjectRun",
     "TruncationRun",
     "ablate_run",
     "ablation_lines",
@@ -81,6 +85,7 @@ __all__ = [
     "mixing_run",
     "probe_path",
     "probe_run",
+    "project_run",
     "run_layers",
     "truncation_run",
 ]

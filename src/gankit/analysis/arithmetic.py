@@ -23,10 +23,10 @@ from ..errors import UserError
 from ..files import atomic_write_json
 from ..latent import prior_of
 from ..metrics.classifier import find_classifier
-from ..sampling import check_class, generate, load, parse_seeds, render
-from ..viz import save_figure
+from ..sampling import check_class, generate, load, parse_seeds
+from ..viz import save_figure, show_image
 from .attributes import Attribute, AttributeSpec, ink, make_attribute, parse_attribute
-from .latent_walks import arithmetic
+from .latent_files import LatentSet, is_latent_file, latent_size, read_latents, render_latents
 from .paths import figure_prefix
 
 NOISE_SCALE = 0.25  # the paper's uniform noise around the result
@@ -73,7 +73,7 @@ def noise_around(
 class ArithmeticResult:
     """Everything a figure or a report needs: the groups, their images and the result."""
 
-    groups: dict[str, list[int]]  # "a", "b", "c" -> seeds
+    groups: dict[str, list[int]] | dict[str, list[str]]  # seeds, or "FILE.npz:i" names
     scores: dict[str, list[float]]  # attribute scores of picked seeds (empty for given seeds)
     members: dict[str, torch.Tensor]  # the group members' images
     means: dict[str, torch.Tensor]  # G(mean z) of each group, [1, C, H, W]
@@ -91,6 +91,8 @@ def run_arithmetic(
     noise: float = NOISE_SCALE,
     seed: int = 0,
     scores: dict[str, list[float]] | None = None,
+    latents: dict[str, torch.Tensor] | None = None,
+    render_members: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
 ) -> ArithmeticResult:
     """a - b + c on averaged latents, rendered with its group members and noise draws.
 
@@ -100,14 +102,20 @@ def run_arithmetic(
         groups: seeds of "a", "b" and "c".
         draws: images of the result, the first without noise.
         noise: scale of the uniform noise of the other draws.
+        latents: the latents of groups given as projected images ([k, nz] each), used
+            instead of their seeds' z.
+        render_members: how a group's own members are drawn, where not by `render_z` (a
+            conditional model's projected digits, each in the class it was found in).
     """
     prior = prior_of(G)
-    members, means = {}, {}
+    latents, render_members = latents or {}, render_members or {}
+    members, means, mean_z = {}, {}, {}
     for name in ("a", "b", "c"):
-        zs = prior.from_seeds(groups[name])
-        members[name] = render_z(zs)
-        means[name] = render_z(zs.mean(0, keepdim=True))
-    z = arithmetic(G, groups["a"], groups["b"], groups["c"])
+        zs = latents[name] if name in latents else prior.from_seeds(groups[name])
+        members[name] = render_members.get(name, render_z)(zs)
+        mean_z[name] = zs.mean(0)
+        means[name] = render_z(mean_z[name][None])
+    z = mean_z["a"] - mean_z["b"] + mean_z["c"]  # `arithmetic`, on whatever latents were given
     result = render_z(noise_around(z, draws, noise, seed))
     return ArithmeticResult(groups, scores or {}, members, means, result, z, noise)
 
@@ -129,23 +137,16 @@ def save_arithmetic_figure(
     for ax in axes.flat:
         ax.axis("off")
 
-    def show(ax: Any, img: torch.Tensor) -> None:
-        x = img.float().add(1).div(2).clamp(0, 1)
-        if x.shape[0] == 1:
-            ax.imshow(x[0].numpy(), cmap="gray", vmin=0, vmax=1)
-        else:
-            ax.imshow(x.permute(1, 2, 0).numpy())
-
     signs = {"a": "", "b": "-", "c": "+"}
     for r, name in enumerate(("a", "b", "c")):
         for i, img in enumerate(res.members[name]):
-            show(axes[r, i], img)
-        show(axes[r, k + 1], res.means[name][0])
+            show_image(axes[r, i], img)
+        show_image(axes[r, k + 1], res.means[name][0])
         axes[r, k + 1].set_title("mean z", fontsize=7)
         label = f"{signs[name]} {name}: {titles.get(name, '')}".strip()
         axes[r, 0].set_title(label, fontsize=8, loc="left")
     for i, img in enumerate(res.result):
-        show(axes[3, i], img)
+        show_image(axes[3, i], img)
     axes[3, 0].set_title("= a - b + c", fontsize=8, loc="left")
     if res.result.shape[0] > 1:
         axes[3, 1].set_title(f"noise +-{res.noise:g} ...", fontsize=7, loc="left")
@@ -209,10 +210,20 @@ def arithmetic_run(
 
     given = {"a": a, "b": b, "c": c}
     specs: dict[str, AttributeSpec | None] = {}
+    projected: dict[str, LatentSet] = {}
     for name, text in given.items():
         if text is None:
             raise UserError(f"give --{name} (seeds such as 1,2,3 or an attribute such as class=7)")
+        if is_latent_file(text):
+            projected[name] = read_latents(text, loaded.model.name, latent_size(loaded))
+            specs[name] = None
+            continue
         specs[name] = None if text[:1].isdigit() else parse_attribute(text)
+    spaces = {p.space for p in projected.values()}
+    if spaces - {"z"} and (len(spaces) > 1 or len(projected) < 3):
+        raise UserError("latents projected into w add up only with other w latents: give all "
+                        "three groups as w projections, or project into z")  # fmt: skip
+    space = spaces.pop() if spaces else "z"
     classifier = None
     if any(s is not None and s.needs_classifier for s in specs.values()):
         data = loaded.checkpoint.run_config.train.data
@@ -221,6 +232,10 @@ def arithmetic_run(
     groups, scores, titles = {}, {}, {}
     for name, spec in specs.items():
         text = str(given[name])
+        if name in projected:
+            groups[name] = projected[name].names
+            titles[name] = f"projected {text}"
+            continue
         if spec is None:
             groups[name] = parse_seeds(text)
             titles[name] = f"seeds {text}"
@@ -232,9 +247,17 @@ def arithmetic_run(
             lambda s: generate(loaded, s, labels_for(len(s))), attr, candidates, per_group
         )
         titles[name] = f"{text} (seeds {','.join(map(str, groups[name]))})"
+
+    def own_classes(p: LatentSet) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda z: render_latents(loaded, z, p.labels and torch.tensor(p.labels), p.space)
+
     res = run_arithmetic(
-        loaded.G, lambda z: render(loaded, z, labels_for(z.shape[0])), groups, draws, noise
-    )
+        loaded.G,
+        lambda z: render_latents(loaded, z, labels_for(z.shape[0]), space),
+        groups, draws, noise,
+        latents={k: p.latents for k, p in projected.items()},
+        render_members={k: own_classes(p) for k, p in projected.items() if p.labels},
+    )  # fmt: skip
     prefix = figure_prefix(run, out, "arithmetic")
     fig = save_arithmetic_figure(res, prefix.with_name(prefix.name + ".png"), titles)
     report = {

@@ -31,12 +31,20 @@ GRID = 4  # each layer is max-pooled to GRID x GRID, as in the paper
 def feature_layers(D: nn.Module) -> list[nn.Module]:
     """The modules whose outputs are D's features: its activation modules (in order).
 
-    A D without activation modules (functional activations) falls back to its convolutions.
+    A D without activation modules (functional activations) falls back to its convolutions:
+    the leaf modules with a 4D kernel, so equalised-learning-rate convolutions (StyleGAN's)
+    count as well as `nn.Conv2d`.
     """
     acts = [m for m in D.modules() if isinstance(m, ACTIVATIONS)]
     if acts:
         return acts
-    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    convs = [
+        m
+        for m in D.modules()
+        if not any(True for _ in m.children())
+        and isinstance(getattr(m, "weight", None), torch.Tensor)
+        and m.weight.dim() == 4
+    ]
     if not convs:
         raise UserError(f"{type(D).__name__} has no convolutional layers to take features from")
     return convs

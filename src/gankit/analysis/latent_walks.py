@@ -22,8 +22,9 @@ from ..errors import UserError
 from ..files import atomic_write_json
 from ..latent import prior_of
 from ..metrics.extractors import ExtractorOptions
-from ..sampling import load, parse_seeds, render
+from ..sampling import load, parse_seeds
 from ..viz import save_figure
+from .latent_files import is_latent_file, latent_size, read_latents, render_latents
 from .paths import figure_prefix
 
 
@@ -58,10 +59,7 @@ def walk_latents(
     `steps` frames long (the shared endpoints are not repeated)."""
     if len(seeds) < 2 or steps < 2:
         raise ValueError("a walk needs at least two seeds and two steps")
-    z = prior_of(G).from_seeds(list(seeds))
-    t = torch.linspace(0, 1, steps)
-    legs = [(slerp if spherical else lerp)(z[i], z[i + 1], t) for i in range(len(seeds) - 1)]
-    return torch.cat([legs[0]] + [leg[1:] for leg in legs[1:]])
+    return _walk_through(prior_of(G).from_seeds(list(seeds)), steps, spherical)
 
 
 @dataclass
@@ -75,6 +73,8 @@ class Walk:
     classes: list[int] | None
     steps: int
     spherical: bool
+    names: list[str] | None = None  # waypoints given as projected latents ("FILE.npz:i")
+    space: str = "z"  # "w" for StyleGAN latents projected into w
 
     @property
     def legs(self) -> int:
@@ -96,6 +96,7 @@ def make_walk(
     spherical: bool = False,
     classes: Sequence[int] | None = None,
     num_classes: int = 0,
+    latents: torch.Tensor | None = None,
 ) -> Walk:
     """A walk through waypoints: each waypoint is a seed's latent and, for a conditional
     model, a class. z moves by lerp or slerp; the class moves linearly between one-hot rows,
@@ -103,9 +104,12 @@ def make_walk(
 
     One seed with several classes keeps z fixed and walks the class; several seeds with one
     class keep the class fixed. Otherwise seeds and classes pair up waypoint by waypoint.
+    `latents` [W, D] (projected real images) are the waypoints instead of the seeds' z.
     """
     seeds = [int(s) for s in seeds]
     classes = None if classes is None else [int(c) for c in classes]
+    if latents is not None:
+        seeds = list(range(latents.shape[0]))  # waypoint indices into `latents`
     n = max(len(seeds), len(classes or []))
     if n < 2 or steps < 2:
         raise ValueError("a walk needs at least two waypoints (seeds or classes) and two steps")
@@ -114,8 +118,11 @@ def make_walk(
     if num_classes and classes is None:
         raise ValueError("a class-conditional model needs a class (or one per waypoint)")
     seeds = _waypoints("seed", seeds, n)
-    z = walk_latents(G, seeds, steps, spherical) if len(set(seeds)) > 1 else None
-    if z is None:  # one seed: z stays put while the class moves
+    if latents is not None:
+        z = _walk_through(latents[seeds], steps, spherical)
+    elif len(set(seeds)) > 1:
+        z = walk_latents(G, seeds, steps, spherical)
+    else:  # one seed: z stays put while the class moves
         z = prior_of(G).from_seeds(seeds[:1]).expand((n - 1) * (steps - 1) + 1, -1).clone()
     y = None
     if classes is not None:
@@ -127,6 +134,14 @@ def make_walk(
         legs = [lerp(eye[classes[i]], eye[classes[i + 1]], t) for i in range(n - 1)]
         y = torch.cat([legs[0]] + [leg[1:] for leg in legs[1:]])
     return Walk(z, y, seeds, classes, steps, spherical)
+
+
+def _walk_through(points: torch.Tensor, steps: int, spherical: bool) -> torch.Tensor:
+    """The path through the rows of `points` [W, D], each leg `steps` frames long."""
+    t = torch.linspace(0, 1, steps)
+    f = slerp if spherical else lerp
+    legs = [f(points[i], points[i + 1], t) for i in range(points.shape[0] - 1)]
+    return torch.cat([legs[0]] + [leg[1:] for leg in legs[1:]])
 
 
 def leg_rows(frames: torch.Tensor, steps: int) -> torch.Tensor:
@@ -168,9 +183,14 @@ def arithmetic(G: nn.Module, a: Sequence[int], b: Sequence[int], c: Sequence[int
 
 def walk_title(walk: Walk) -> str:
     """'seeds 3 -> 17 (slerp), class 1 -> 7': what a walk went through, for figures."""
-    text = " -> ".join(str(s) for s in walk.seeds) if len(set(walk.seeds)) > 1 else None
-    parts = [f"seeds {text}" if text else f"seed {walk.seeds[0]}"]
+    if walk.names is not None:
+        parts = [" -> ".join(walk.names)]
+    else:
+        text = " -> ".join(str(s) for s in walk.seeds) if len(set(walk.seeds)) > 1 else None
+        parts = [f"seeds {text}" if text else f"seed {walk.seeds[0]}"]
     parts[0] += " (slerp)" if walk.spherical else " (lerp)"
+    if walk.space == "w":
+        parts[0] += " in w"
     if walk.classes is not None:
         if len(set(walk.classes)) > 1:
             parts.append("class " + " -> ".join(str(c) for c in walk.classes))
@@ -283,8 +303,14 @@ def interpolate_run(
     A conditional model walks at class 0 unless `classes` is given (a note says so).
     """
     loaded = load(run, device=device, ema=ema)
+    given = None
+    if is_latent_file(seeds):
+        given = read_latents(str(seeds), loaded.model.name, latent_size(loaded))
+        seeds = list(range(len(given.names)))
     seeds, classes = parse_seeds(seeds), None if classes is None else parse_seeds(classes)
     notes = []
+    if given is not None and given.labels is not None and classes is None:
+        classes = given.labels  # each projected digit walks with the class it was found in
     if loaded.num_classes and classes is None:
         classes = [0]
         notes.append("class-conditional model: walking at class 0 (choose with --class)")
@@ -293,10 +319,15 @@ def interpolate_run(
     if steps < 2 or steps > 200:
         raise UserError(f"--steps must be between 2 and 200 (got {steps})")
     try:
-        walk = make_walk(loaded.G, seeds, steps, spherical, classes, loaded.num_classes)
+        walk = make_walk(
+            loaded.G, seeds, steps, spherical, classes, loaded.num_classes,
+            latents=None if given is None else given.latents,
+        )  # fmt: skip
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    frames = render(loaded, walk.z, walk.y)
+    if given is not None:
+        walk.names, walk.space = given.names, given.space
+    frames = render_latents(loaded, walk.z, walk.y, walk.space)
     measured = {"pixels": smoothness(frames)}
     if features != "pixel":
         data = loaded.checkpoint.run_config.train.data
@@ -308,6 +339,7 @@ def interpolate_run(
     report = {
         "run": str(run), "checkpoint": str(ck.path), "nimg": ck.nimg,
         "walk": walk_title(walk), "seeds": walk.seeds, "classes": walk.classes,
+        "latents": walk.names, "space": walk.space,
         "steps": walk.steps, "slerp": walk.spherical, "frames": int(frames.shape[0]),
         "smoothness": {k: v.to_json() for k, v in measured.items()},
         "figures": {k: str(v) for k, v in paths.items()},

@@ -4,6 +4,7 @@ and ablation (the DCGAN paper's section 6 and its successors)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ..errors import UserError
@@ -25,7 +26,11 @@ def add_parsers(sub: Any) -> None:
         "plot of the step sizes, and print how even the steps are: a smooth walk has max/mean "
         "near 1; a jump (a sign of memorisation) shows as a large max/mean.",
     )  # fmt: skip
-    i.add_argument("--seeds", default="3,17", help="waypoint seeds, e.g. 3,17,42 (default 3,17)")
+    i.add_argument(
+        "--seeds", default="3,17",
+        help="waypoint seeds, e.g. 3,17,42 (default 3,17), or latents that `gankit project` "
+        "wrote: FILE.npz (all of them) or FILE.npz:0,3",
+    )  # fmt: skip
     i.add_argument("--steps", type=int, default=10, help="frames per leg, ends included")
     i.add_argument("--slerp", action="store_true", help="spherical instead of linear in z")
     i.add_argument("--class", dest="label", help="class (or one per waypoint, e.g. 1,7)")
@@ -40,10 +45,11 @@ def add_parsers(sub: Any) -> None:
         description="Average the z of each group, show G at mean(a) - mean(b) + mean(c) with "
         "noise draws around it, beside the group members. A group is seeds (1,2,3) or an "
         "attribute that picks the best --per-group seeds out of --pool: class=K (the domain "
-        "classifier's probability), bold or thin (ink), or class=K:bold / class=K:thin.",
+        "classifier's probability), bold or thin (ink), or class=K:bold / class=K:thin; "
+        "or projected latents of real images: FILE.npz:0,1,2 (from `gankit project`).",
     )  # fmt: skip
     for name in ("a", "b", "c"):
-        a.add_argument(f"--{name}", metavar="SEEDS|ATTR", help=f"group {name}")
+        a.add_argument(f"--{name}", metavar="SEEDS|ATTR|NPZ", help=f"group {name}")
     a.add_argument("--per-group", type=int, default=3, help="seeds per attribute group (3)")
     a.add_argument("--pool", default="0-499", help="candidate seeds for attributes (0-499)")
     a.add_argument("--draws", type=int, default=8, help="result images, the first noise-free")
@@ -79,6 +85,30 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("--seeds", default="0-9", help="one column per seed (default 0-9)")
     t.add_argument("--class", dest="label", type=int, help="class for a conditional model")
     _add_ablate(sub)
+    _add_project(sub, common)
+
+
+def _add_project(sub: Any, common: Parser) -> None:
+    p = sub.add_parser(
+        "project", parents=[common],
+        help="find the latents whose G images are closest to real images (GAN inversion)",
+        description="Optimise a latent per image (z, or w for StyleGAN; z and the class for a "
+        "conditional model) from several starts, on a pixel loss plus the distance between "
+        "D's feature maps. Writes the latents (PREFIX.npz, which interpolate and arithmetic "
+        "take in place of seeds), a figure of target / progress / projection (PREFIX.png) "
+        "and the distances (PREFIX.json); default PREFIX is RUN/project. Images are converted "
+        "to the model's channels and size; digits models expect white ink on black.",
+    )  # fmt: skip
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--steps", type=int, default=500, help="optimisation steps (default 500)")
+    p.add_argument("--starts", type=int, default=4, help="random starts per image (default 4)")
+    p.add_argument("--space", default="z", choices=("z", "w"), help="z (default) or w (StyleGAN)")
+    p.add_argument("--class", dest="label", type=int, help="fix the class (conditional models)")
+    p.add_argument(
+        "--feature-weight", type=float, default=0.1,
+        help="weight of the D-feature distance against pixels (default 0.1; 0 = pixels only)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the random starts")
 
 
 def _add_ablate(sub: Any) -> None:
@@ -207,7 +237,25 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_project(args: argparse.Namespace) -> int:
+    from ..analysis.projection import ProjectOptions, project_run
+
+    opts = ProjectOptions(
+        steps=args.steps, starts=args.starts, feature_weight=args.feature_weight, seed=args.seed
+    )
+    return _say(
+        project_run(
+            args.run, args.images, space=args.space, label=args.label, options=opts,
+            out=args.out, ema=not args.no_ema, device=args.device,
+            progress=lambda done, total: print(
+                f"gankit: projected {done}/{total}", file=sys.stderr, flush=True
+            ),
+        )
+    )  # fmt: skip
+
+
 COMMANDS = {
+    "project": cmd_project,
     "interpolate": cmd_interpolate,
     "arithmetic": cmd_arithmetic,
     "codes": cmd_codes,

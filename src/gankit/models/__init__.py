@@ -50,7 +50,8 @@ class ModelSpec:
             threshold of 2 in z already keeps 95% of the components as drawn; psi above 1 in
             w extrapolates away from the average, so StyleGAN's entry stops at 1.
         style_mixing: whether G exposes StyleGAN's style inputs (`mapping(z) -> w`,
-            `synthesis(ws)`, `num_ws`), so that styles of two latents can be mixed.
+            `synthesis(ws, noises=)`, `num_ws`, `w_avg`, `noise_shapes`), so that styles of
+            two latents can be mixed and images projected into w.
         codes: whether G's prior carries InfoGAN latent codes (`prior_of(G)` has
             `categorical`, `continuous`, `with_codes` and `split`) and D a Q head (`D.q`).
 

@@ -182,7 +182,10 @@ class StyledConv(nn.Module):
         self.register_buffer("noise_const", torch.randn(1, 1, res, res))
         self.bias = nn.Parameter(torch.zeros(out_ch))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`noise`, when given ([N or 1, 1, res, res]), is used instead of `noise_mode`'s."""
         x, demod = self.conv(x, w)
         assert demod is not None
         # leaky(y) * sqrt(2) = leaky(sqrt(2) y): the gain goes into the small per-channel
@@ -191,7 +194,9 @@ class StyledConv(nn.Module):
         x = torch.addcmul(
             (self.bias * SQRT2).view(1, c, 1, 1).to(dt), x, (demod * SQRT2)[:, :, None, None].to(dt)
         )
-        if noise_mode == "random":
+        if noise is not None:
+            noise = noise.to(dt)
+        elif noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=dt)
         elif noise_mode == "const":
             noise = self.noise_const.to(dt)
@@ -281,24 +286,33 @@ class Generator(nn.Module):
         w_avg = self.w_avg.to(ws.dtype)
         return w_avg + psi * (ws - w_avg)
 
-    def synthesis(self, ws: torch.Tensor, noise_mode: str | None = None) -> torch.Tensor:
+    def synthesis(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str | None = None,
+        noises: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """ws [N, num_ws, w_dim] (one w per style input) -> images [N, C, H, W] in [-1, 1].
 
         `noise_mode`: "random" (fresh N(0, 1) images), "const" (the fixed buffers) or "none";
-        None picks "random" in training mode and "const" in eval mode.
+        None picks "random" in training mode and "const" in eval mode. `noises`, one map per
+        styled convolution (`noise_shapes`), replaces them: the projector optimises them.
         """
         if ws.dim() != 3 or ws.shape[1] != self.num_ws:
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         mode = noise_mode or ("random" if self.training else "const")
         if mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES} (got {mode!r})")
+        if noises is not None and len(noises) != len(self.noise_shapes):
+            raise ValueError(f"noises must be {len(self.noise_shapes)} maps, got {len(noises)}")
         x = self.const.to(ws.dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
         img: torch.Tensor | None = None
-        i = 0
+        i = k = 0
         for block in self.blocks:
             for conv in block.convs:
-                x = conv(x, ws[:, i], mode)
+                x = conv(x, ws[:, i], mode, None if noises is None else noises[k])
                 i += 1
+                k += 1
             rgb = block.torgb(x, ws[:, i])
             i += 1
             if img is not None:  # skip architecture: the image is the sum over resolutions
@@ -306,6 +320,11 @@ class Generator(nn.Module):
             img = rgb
         assert img is not None
         return torch.tanh(img)
+
+    @property
+    def noise_shapes(self) -> list[tuple[int, int, int]]:
+        """(1, res, res) of each styled convolution's noise map, in synthesis order."""
+        return [tuple(conv.noise_const.shape[1:]) for block in self.blocks for conv in block.convs]
 
     @torch.no_grad()
     def _update_w_avg(self, w: torch.Tensor) -> None:
