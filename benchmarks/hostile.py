@@ -321,6 +321,7 @@ def cli_cases(work: Path) -> list[tuple[str, str, list[str], str, dict]]:
         "interpolate": [], "arithmetic": ["--a", "1", "--b", "2", "--c", "3"],
         "filters": [], "ablate": ["--list"], "probe": [], "features": [], "codes": [],
         "mixing": [], "truncation": [], "memorisation": [],
+        "project": [str(work / "images" / "ok0.png")],
     }  # fmt: skip
     for command, extra in every.items():
         cases.append((ck, f"ngf = 1,000,000: {command}", [command, ngf, *extra], "2", {}))

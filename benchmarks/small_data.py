@@ -197,16 +197,35 @@ def main() -> None:
         f = args.features
         info["fd"] = info[f"fd1k_{f}"]["fd"]
         info["recall"] = info[f"prdc1k_{f}"].get("recall")
+        info["resolution"] = int(load_run_resolution(run_dir))
         if "real_leaks" not in result:
-            resolution = int(load_run_resolution(run_dir))
-            result["real_leaks"] = real_leaks(args, resolution)
+            result["real_leaks"] = real_leaks(args, info["resolution"])
         result["rows"][k] = info
         path.write_text(json.dumps(result, indent=1))  # each row as soon as it is done
         print(f"{k}: FD {info['fd']:.2f}, recall {info['recall']}, leaks {info['leaks']}")
+    if result["rows"] and "floor" not in result:
+        first = args.runs / next(iter(result["rows"]))
+        result["floor"] = floor(args, int(load_run_resolution(first)))
+        path.write_text(json.dumps(result, indent=1))
     if result["rows"]:
         (args.out / "figures").mkdir(exist_ok=True)
         plot(result, args.out / "figures" / "small_data.png", args.features)
         print(f"real test digits' leak shares: {result.get('real_leaks')}")
+        print(f"floor (test digits against the training digits): FD {result['floor']['fd']:.2f}")
+
+
+def floor(args: argparse.Namespace, resolution: int) -> dict:
+    """What real digits score: the 1,000 test digits against all 6,000 training digits, in
+    the rows' metrics (`evaluate_real`; the rows are 1,000 samples against the test digits)."""
+    from gankit.metrics import evaluate_real
+
+    f = args.features
+    recs = evaluate_real(
+        "mnist", [f"fd1k_{f}", f"prdc1k_{f}"], resolution=resolution, channels=1,
+        data_root=str(args.data_root), download=False,
+    )  # fmt: skip
+    out = {rec["metric"]: rec["values"] for rec in recs}
+    return {"fd": out[f"fd1k_{f}"]["fd"], "recall": out[f"prdc1k_{f}"].get("recall"), **out}
 
 
 def load_run_resolution(run_dir: Path) -> int:

@@ -202,6 +202,24 @@ def test_unconditional_model_refuses_conditional_metrics(tmp_path: Path) -> None
     assert rc == 2 and "class-conditional" in err
 
 
+def test_a_run_on_a_subset_is_compared_with_the_images_it_saw(tmp_path: Path) -> None:
+    """--max-images 200: FID's training reference and memorisation's "nearest training
+    image" are those 200 digits, not the whole split (copies of them would be diluted)."""
+    run = tmp_path / "run"
+    rc, _, err = run_cli(
+        "train", "dcgan", "--data", "digits", *TINY, "--kimg", "0.064", "--batch-size", "32",
+        "--max-images", "200", "--run-dir", run,
+    )  # fmt: skip
+    assert rc == 0, err
+    fd, memo = evaluate_run(run, ["fd100_pixel", "memo100_pixel"], append=False)
+    assert fd["protocol"]["reference_size"] == 200
+    assert fd["protocol"]["reference"] == "digits train split, first 200 images"
+    assert memo["values"]["n_train"] == 200
+    assert memo["values"]["n_heldout"] == 1000  # the test split is never cut
+    test_fd = evaluate_run(run, ["fd100_pixel"], split="test", append=False)[0]
+    assert test_fd["protocol"]["reference_size"] == 1000
+
+
 def test_bad_eval_options_in_training_fail_before_training(tmp_path: Path) -> None:
     base = ["train", "dcgan", "--data", "digits", *TINY, "--kimg", "0.064", "--run-dir"]
     rc, _, err = run_cli(*base, tmp_path / "a", "--eval-every-kimg", "1")

@@ -32,17 +32,30 @@ class Reference:
     channels: int
     folder_labels: bool = False
     download: bool = False
+    # a run trained on the first N training images (--max-images) is compared with those N:
+    # its FID reference and the "nearest training image" of its memorisation check
+    max_images: int | None = None
 
     def load(self, split: str | None = None) -> Any:
+        train = (split or self.split) == "train"
         return load_dataset(
             self.data,
             resolution=self.resolution,
             channels=self.channels,
             root=self.root,
-            train=(split or self.split) == "train",
+            train=train,
             download=self.download,
             folder_labels=self.folder_labels,
+            max_images=self.max_images if train else None,
         )
+
+    @property
+    def described(self) -> str:
+        """'mnist train split' (', first 500 images' for a subset), for records."""
+        text = f"{self.data} {self.split} split"
+        if self.max_images is not None and self.split == "train":
+            text += f", first {self.max_images:,} images"
+        return text
 
     @classmethod
     def for_run(
@@ -64,6 +77,7 @@ class Reference:
             channels=rc.channels,
             folder_labels=train.folder_labels and data is None,
             download=train.download if download is None else download,
+            max_images=train.max_images if data is None else None,
         )
 
 

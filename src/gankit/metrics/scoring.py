@@ -128,6 +128,8 @@ def score(
                 "n": n_real,
                 "seed": seed,
             }
+            if ref.max_images is not None and ref.split == "train":
+                key["max_images"] = ref.max_images  # a subset's statistics are its own
             if kind.name == "memo":
                 real = Features(features=torch.empty(0))
             elif kind.name in ("acc", "is", "modes"):
@@ -167,7 +169,7 @@ def score(
                         "description": kind.description,
                         "n_gen": r.n,
                         "n_real": n_real if uses_real else 0,
-                        "reference": f"{ref.data} {ref.split} split" if uses_real else None,
+                        "reference": ref.described if uses_real else None,
                         "reference_size": n_total,
                         "data_resolution": ref.resolution,
                         "data_resize": "antialiased bilinear to the model's resolution",
