@@ -93,6 +93,33 @@ def leak_shares(images: torch.Tensor) -> dict[str, float]:
         "grey_block": float((blocks.flatten(1).amax(1) >= 1.0).float().mean()),
         "off_centre": float(((cy**2 + cx**2).sqrt() > h / 10).float().mean()),
         "background_shift": float(((background + 1).abs() > 0.25).float().mean()),
+        **turned_shares(images),
+    }
+
+
+def turned_shares(images: torch.Tensor) -> dict[str, float]:
+    """Shares of images that look mirrored or turned (ADA's xflip and rotate90): the digit
+    classifier is unsure of the image (p < 0.5) but sure (p > 0.9) of it flipped back or
+    turned by 90, 180 or 270 degrees. Also the share the classifier reads as each class, whose
+    smallest entry shows a dropped digit."""
+    from gankit.data.base import to_uint8
+    from gankit.metrics.classifier import find_classifier
+
+    clf = find_classifier("mnist")
+
+    def sure(x: torch.Tensor) -> torch.Tensor:
+        return clf.classify(to_uint8(x)).softmax(1)
+
+    p0 = sure(images)
+    unsure = p0.amax(1) < 0.5
+    turned = torch.zeros_like(unsure)
+    for t in (images.flip(3), *(images.rot90(k, (2, 3)) for k in (1, 2, 3))):
+        turned |= unsure & (sure(t).amax(1) > 0.9)
+    counts = p0.argmax(1).bincount(minlength=10).float() / len(images)
+    return {
+        "mirrored_or_turned": float(turned.float().mean()),
+        "unsure": float(unsure.float().mean()),
+        "rarest_class_share": float(counts.min()),
     }
 
 
@@ -118,14 +145,18 @@ def score(run_dir: Path, args: argparse.Namespace) -> dict:
     return out
 
 
-def real_leaks(args: argparse.Namespace, resolution: int) -> dict[str, float]:
+def test_images(args: argparse.Namespace, resolution: int) -> torch.Tensor:
     from gankit.data import load_dataset
     from gankit.data.base import to_unit_range
 
     test = load_dataset(
         "mnist", resolution=resolution, root=str(args.data_root), train=False, download=False
     )
-    return leak_shares(to_unit_range(test.images))
+    return to_unit_range(test.images)
+
+
+def real_leaks(args: argparse.Namespace, resolution: int) -> dict[str, float]:
+    return leak_shares(test_images(args, resolution))
 
 
 def plot(result: dict, path: Path, features: str) -> None:
@@ -203,6 +234,23 @@ def main() -> None:
         result["rows"][k] = info
         path.write_text(json.dumps(result, indent=1))  # each row as soon as it is done
         print(f"{k}: FD {info['fd']:.2f}, recall {info['recall']}, leaks {info['leaks']}")
+    for k, info in result["rows"].items():  # rows scored before memo used only the N seen
+        memo = f"memo1k_{args.features}"
+        if info[memo].get("n_train") != info["size"]:
+            from gankit.metrics import evaluate_run
+
+            rec = evaluate_run(
+                args.runs / k, [memo], data_root=str(args.data_root), download=False,
+                split="train", append=False,
+            )[0]  # fmt: skip
+            info[memo] = rec["values"]
+            path.write_text(json.dumps(result, indent=1))
+    for k, info in result["rows"].items():  # rows scored before the classifier's shares
+        if "mirrored_or_turned" not in info["leaks"]:
+            info["leaks"].update(turned_shares(samples(args.runs / k)))
+            info.setdefault("resolution", int(load_run_resolution(args.runs / k)))
+            result["real_leaks"].update(turned_shares(test_images(args, info["resolution"])))
+            path.write_text(json.dumps(result, indent=1))
     if result["rows"] and "floor" not in result:
         first = args.runs / next(iter(result["rows"]))
         result["floor"] = floor(args, int(load_run_resolution(first)))
