@@ -32,7 +32,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+ENV = {
+    **os.environ,
+    "PYTHONUNBUFFERED": "1",
+    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+}
 TINY = [
     *("--data", "digits", "--resolution", "16", "--batch-size", "16", "--no-progress"),
     *("--set", "ngf=8", "--set", "ndf=8", "--set", "nz=8", "--precision", "fp32"),

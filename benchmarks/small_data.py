@@ -123,13 +123,43 @@ def turned_shares(images: torch.Tensor) -> dict[str, float]:
     }
 
 
+def d_overfit(run_dir: Path, args: argparse.Namespace, size: int) -> dict[str, float]:
+    """D's verdict (mean sigmoid of its logit, in eval mode) on the digits it trained on (the
+    first min(N, 1,000)), on the 1,000 held-out test digits and on 1,000 G_ema samples: a D
+    that memorised its set calls the held-out digits fake (ADA's overfitting signal)."""
+    from gankit.data import load_dataset
+    from gankit.data.base import to_unit_range
+    from gankit.sampling import generate, load
+
+    run = load(run_dir)
+    res = run.checkpoint.run_config.resolution
+
+    def digits(train: bool) -> torch.Tensor:
+        data = load_dataset(
+            "mnist", resolution=res, root=str(args.data_root), train=train, download=False
+        )
+        return to_unit_range(data.images[: min(size, 1000)] if train else data.images).float()
+
+    D = run.model.D.eval()
+    with torch.no_grad():
+        verdict = {
+            name: float(torch.sigmoid(D(x)).mean())
+            for name, x in (
+                ("train", digits(True)), ("held_out", digits(False)),
+                ("samples", generate(run, range(1000))),
+            )
+        }  # fmt: skip
+    verdict["gap"] = verdict["train"] - verdict["held_out"]
+    return verdict
+
+
 def samples(run_dir: Path, n: int = 1000) -> torch.Tensor:
     from gankit.sampling import generate, load
 
     return generate(load(run_dir), range(n))
 
 
-def score(run_dir: Path, args: argparse.Namespace) -> dict:
+def score(run_dir: Path, args: argparse.Namespace, row_size: int) -> dict:
     from gankit.metrics import evaluate_run
 
     f = args.features
@@ -142,6 +172,7 @@ def score(run_dir: Path, args: argparse.Namespace) -> dict:
             out[rec["metric"]] = rec["values"]
     out["eval_s"] = round(time.perf_counter() - t0, 1)
     out["leaks"] = leak_shares(samples(run_dir))
+    out["d_sigmoid"] = d_overfit(run_dir, args, row_size)
     return out
 
 
@@ -224,7 +255,7 @@ def main() -> None:
             continue
         run_dir = args.runs / k
         info = {**row, **train(row, args, run_dir)}
-        info.update(score(run_dir, args))
+        info.update(score(run_dir, args, row["size"]))
         f = args.features
         info["fd"] = info[f"fd1k_{f}"]["fd"]
         info["recall"] = info[f"prdc1k_{f}"].get("recall")
@@ -244,6 +275,10 @@ def main() -> None:
                 split="train", append=False,
             )[0]  # fmt: skip
             info[memo] = rec["values"]
+            path.write_text(json.dumps(result, indent=1))
+    for k, info in result["rows"].items():  # rows scored before D's verdicts were
+        if "d_sigmoid" not in info:
+            info["d_sigmoid"] = d_overfit(args.runs / k, args, info["size"])
             path.write_text(json.dumps(result, indent=1))
     for k, info in result["rows"].items():  # rows scored before the classifier's shares
         if "mirrored_or_turned" not in info["leaks"]:
