@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -295,6 +296,7 @@ def main() -> None:
         plot(result, args.out / "figures" / "small_data.png", args.features)
         print(f"real test digits' leak shares: {result.get('real_leaks')}")
         print(f"floor (test digits against the training digits): FD {result['floor']['fd']:.2f}")
+        print(table(result))
 
 
 def floor(args: argparse.Namespace, resolution: int) -> dict:
@@ -309,6 +311,44 @@ def floor(args: argparse.Namespace, resolution: int) -> dict:
     )  # fmt: skip
     out = {rec["metric"]: rec["values"] for rec in recs}
     return {"fd": out[f"fd1k_{f}"]["fd"], "recall": out[f"prdc1k_{f}"].get("recall"), **out}
+
+
+def table(result: dict) -> str:
+    """The rows as the markdown table docs/small_data.md shows: per size and augmentation,
+    the mean over seeds (and each seed's FD)."""
+    floor_fd = result.get("floor", {}).get("fd")
+    head = (
+        "| digits | augment | seeds | FD (each seed) | FD / floor | recall | memo ratio | "
+        "D on seen / held-out digits | mirrored or turned | rarest class | images seen |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    cells = sorted({(r["size"], r["augment"]) for r in result["rows"].values()},
+                   key=lambda c: (c[0], AUGMENTS.index(c[1])))  # fmt: skip
+    for size, aug in cells:
+        rows = [r for r in result["rows"].values() if (r["size"], r["augment"]) == (size, aug)]
+        rows.sort(key=lambda r: r["seed"])
+
+        def mean(get: Callable[[dict], float], rows: list[dict] = rows) -> float:
+            return sum(get(r) for r in rows) / len(rows)
+
+        fd = mean(lambda r: r["fd"])
+        ratio = f"{fd / floor_fd:.1f}x" if floor_fd else "-"
+        memo = mean(lambda r: r[f"memo1k_{result['features']}"]["ratio_median"])
+        d = (
+            f"{mean(lambda r: r['d_sigmoid']['train']):.2f} / "
+            f"{mean(lambda r: r['d_sigmoid']['held_out']):.2f}"
+            if all("d_sigmoid" in r for r in rows) else "-"
+        )  # fmt: skip
+        turned = mean(lambda r: r["leaks"].get("mirrored_or_turned", float("nan")))
+        rare = mean(lambda r: r["leaks"].get("rarest_class_share", float("nan")))
+        each = ", ".join(f"{r['fd']:.0f}" for r in rows)
+        lines.append(
+            f"| {size:,} | {aug} | {len(rows)} | {fd:.1f} ({each}) | {ratio} | "
+            f"{mean(lambda r: r['recall']):.2f} | {memo:.2f} | {d} | {turned:.1%} | "
+            f"{rare:.1%} | {mean(lambda r: r['nimg']) / 1000:.0f}k |"
+        )
+    return head + "\n".join(lines)
 
 
 def load_run_resolution(run_dir: Path) -> int:
