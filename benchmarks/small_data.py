@@ -294,6 +294,7 @@ def main() -> None:
     if result["rows"]:
         (args.out / "figures").mkdir(exist_ok=True)
         plot(result, args.out / "figures" / "small_data.png", args.features)
+        sample_rows(result, args.runs, args.out / "figures" / "small_data-samples.png")
         print(f"real test digits' leak shares: {result.get('real_leaks')}")
         print(f"floor (test digits against the training digits): FD {result['floor']['fd']:.2f}")
         print(table(result))
@@ -311,6 +312,22 @@ def floor(args: argparse.Namespace, resolution: int) -> dict:
     )  # fmt: skip
     out = {rec["metric"]: rec["values"] for rec in recs}
     return {"fd": out[f"fd1k_{f}"]["fd"], "recall": out[f"prdc1k_{f}"].get("recall"), **out}
+
+
+def sample_rows(result: dict, runs: Path, path: Path, sizes: tuple[int, ...] = (100, 500)) -> None:
+    """One row of G_ema samples (seeds 0-15) per augmentation and size, of the seed-0 runs:
+    docs/figures/small_data-samples.png, rows none / diffaug / ada for each size in turn."""
+    from gankit import viz
+    from gankit.sampling import generate, load
+
+    rows = [
+        generate(load(runs / key(size, aug, 0)), range(16))
+        for size in sizes
+        for aug in AUGMENTS
+        if key(size, aug, 0) in result["rows"]
+    ]
+    if rows:
+        viz.save_grid(torch.cat(rows), path, nrow=16, scale=2)
 
 
 def table(result: dict) -> str:
