@@ -205,8 +205,13 @@ def plot(result: dict, path: Path, features: str) -> None:
             continue
         fds = [sum(r["fd"] for r in rows if r["size"] == s) / sum(
             r["size"] == s for r in rows) for s in sizes]  # fmt: skip
-        ax.plot(sizes, fds, marker="o", label=augment)
+        (line,) = ax.plot(sizes, fds, marker="o", label=f"{augment} (mean of seeds)")
+        ax.scatter([r["size"] for r in rows], [r["fd"] for r in rows], s=12, alpha=0.5,
+                   color=line.get_color())  # fmt: skip
+    if "floor" in result:
+        ax.axhline(result["floor"]["fd"], color="0.5", ls="--", lw=0.8, label="real test digits")
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("training digits")
     ax.set_ylabel(f"FD to 1,000 test digits ({features} features)")
     ax.legend()
