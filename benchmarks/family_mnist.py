@@ -1,16 +1,28 @@
-"""Benchmark: every registered model trained on real MNIST with one equal CPU budget, scored.
+"""Benchmark: every registered model with its MNIST recipe, a 600 s budget, time to quality.
 
-Each row is `gankit train MODEL --data mnist --max-seconds S` with the model's own defaults
-(its objective, regularisers, optimiser and learning rates) on one CPU thread; two rows train
-side by side, so a 2-core machine runs the whole table in about rows / 2 * S seconds. Every
-run also scores fd1k_mnistcnn every few kimg during training (evaluation time is excluded from
-the budget), which gives the FD-against-time curves. After all training the final G_ema of each
-run is scored alone with the classifier-feature protocol of docs/evaluation.md (the floor row is
-real held-out data), and the figures are drawn: a sample grid per model, InfoGAN's code sweeps
-and categorical purity, StyleGAN's style mixing, BigGAN's truncation sweep.
+Each run is `gankit train MODEL --data mnist --max-seconds S` (the model's grey28 recipe, chosen
+automatically) on the 6,000 training digits of ../shared/datasets, one run at a time on both
+cores, three training seeds per model. During training G_ema is scored every few kimg
+(fd1k_mnistcnn against the 1,000 test digits, `--eval-ref test`; evaluation time is not counted
+in the budget), which gives FD against training seconds and the seconds to 3x and 2x the floor
+(the first of two consecutive evaluations below the line). After training, the final G_ema is
+scored against the test digits: FD and recall in the MNIST classifier's features, the share of
+the rarest class, the memorisation ratio (nearest-training-digit distance of samples over that
+of held-out digits), class accuracy and within-class variety for conditional models, and the
+categorical code's matched accuracy for InfoGAN. The floor is the real training digits against
+the same test digits.
 
-    python benchmarks/family_mnist.py                        # the published table (360 s each)
-    python benchmarks/family_mnist.py --seconds 20 --rows dcgan,wgan --out /tmp/f   # a quick look
+Resumable: every finished run is recorded in the JSON at once and skipped on a rerun;
+`--only MODEL[,MODEL]` redoes those rows; `--slice-minutes` stops starting runs after that long.
+
+    python benchmarks/family_mnist.py                           # the table: 14 rows x 3 seeds
+    python benchmarks/family_mnist.py --only dcgan,wgan         # redo two rows
+    python benchmarks/family_mnist.py --split val --seconds 150 --seeds 0 \\
+        --out docs/bench_family_trials.json                     # tuning: validation slice
+    python benchmarks/family_mnist.py --summarise               # table and figures from the JSON
+
+`--split val` is for tuning recipes: the runs train on the first 5,000 training digits and are
+scored against training digits 5,000-5,999, which they never saw; the test digits stay unseen.
 """
 
 from __future__ import annotations
@@ -18,24 +30,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
+
 from machine_info import machine  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
-METRICS = ["fd1k_mnistcnn", "kid1k_mnistcnn", "prdc1k_mnistcnn", "is1k_mnistcnn"]
-CONDITIONAL = ["acc1k_mnistcnn"]
-# Extra rows beyond the registry: the saturating (minimax) loss on the DCGAN networks, to
-# compare with LSGAN's stability claim.
-EXTRA = {"dcgan-minimax": ("dcgan", ["--objective", "minimax"])}
-# In-training evaluation interval (kimg): about 6-8 points over a 360 s single-thread run, from
-# each model's measured single-thread speed; 10 for a model not listed.
-EVAL_KIMG = {"gan": 300, "cgan": 80, "dcgan": 10, "cdcgan": 10, "lsgan": 10, "wgan": 12,
-             "wgan-gp": 8, "began": 5, "lapgan": 12, "stylegan": 6, "infogan": 10,
-             "biggan": 5}  # fmt: skip
+VAL_TRAIN = 5000  # --split val: train on the first 5,000 digits, score on the next 1,000
+# Extra rows beyond the registry: the saturating (minimax) loss on the DCGAN networks, and the
+# anchor: the PyTorch tutorial's DCGAN (64x64, ngf = ndf = 64, batch 128, the paper's setup).
+EXTRA = {
+    "dcgan-minimax": ("dcgan", ["--objective", "minimax"]),
+    "dcgan-tutorial": ("dcgan", ["--preset", "tutorial"]),
+}
+# In-training evaluation interval (kimg): some 12-15 points in 600 s on two threads, from each
+# recipe's measured speed (docs/bench_family_trials.json); scaled with --seconds.
+EVAL_KIMG_600 = {"gan": 400, "cgan": 200, "dcgan": 60, "cdcgan": 50, "lsgan": 60, "wgan": 60,
+                 "wgan-gp": 40, "began": 30, "lapgan": 60, "stylegan": 30, "infogan": 60,
+                 "biggan": 30, "dcgan-minimax": 60, "dcgan-tutorial": 12}  # fmt: skip
 
 
 def rows_to_run(selected: str | None) -> dict[str, tuple[str, list[str]]]:
@@ -52,66 +69,39 @@ def rows_to_run(selected: str | None) -> dict[str, tuple[str, list[str]]]:
     return rows
 
 
-def train_command(model: str, extra: list[str], args: argparse.Namespace, run_dir: Path) -> list:
-    every = EVAL_KIMG.get(model, 10)
-    return [
+def train_command(label: str, model: str, extra: list, seed: int, args, run_dir: Path) -> list:
+    every = max(1.0, EVAL_KIMG_600.get(label.split("@")[0], 40) * args.seconds / 600)
+    cmd = [
         sys.executable, "-m", "gankit", "train", model, "--data", "mnist",
         "--data-root", str(args.data_root), "--no-download", "--kimg", "100000",
         "--max-seconds", str(args.seconds), "--run-dir", str(run_dir), "--overwrite",
-        "--no-progress", "--device", "cpu", "--seed", "0",
-        "--eval-every-kimg", str(every), "--eval-metrics", "fd1k_mnistcnn", *extra,
+        "--no-progress", "--device", "cpu", "--seed", str(seed),
+        "--eval-every-kimg", f"{every:g}", "--eval-metrics", "fd1k_mnistcnn",
+        "--sample-every-kimg", "1000", *extra,
     ]  # fmt: skip
-
-
-def train_all(rows: dict, args: argparse.Namespace) -> dict[str, dict]:
-    """Train the rows `args.parallel` at a time, each process on `args.threads` threads."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    pending = list(rows.items())
-    running: list[tuple[str, subprocess.Popen, float, list, Path]] = []
-    facts: dict[str, dict] = {}
-    args.runs.mkdir(parents=True, exist_ok=True)
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            label, (model, extra) = pending.pop(0)
-            run_dir = args.runs / label
-            cmd = train_command(model, extra, args, run_dir)
-            log = open(args.runs / f"{label}.log", "w")  # noqa: SIM115 (closed with the process)
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            running.append((label, proc, time.perf_counter(), cmd, run_dir))
-            print(f"[train] {label} started", flush=True)
-        time.sleep(2)
-        for item in list(running):
-            label, proc, t0, cmd, run_dir = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            wall = time.perf_counter() - t0
-            if proc.returncode != 0:
-                tail = (args.runs / f"{label}.log").read_text()[-2000:]
-                print(f"[train] {label} FAILED (exit {proc.returncode}):\n{tail}", flush=True)
-                facts[label] = {"failed": proc.returncode}
-                continue
-            facts[label] = {"command": "gankit " + " ".join(map(str, cmd[3:])),
-                            "wall_s": round(wall, 1), **training_facts(run_dir)}  # fmt: skip
-            print(f"[train] {label} done: {facts[label]['nimg']:,} images, "
-                  f"{facts[label]['median_img_per_s']} img/s", flush=True)  # fmt: skip
-    return facts
+    if args.split == "val":
+        cmd += ["--max-images", str(VAL_TRAIN)]  # in-training FD: against those 5,000
+    else:
+        cmd += ["--eval-ref", "test"]
+    return cmd
 
 
 def training_facts(run_dir: Path) -> dict:
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steady = sorted(r["img_per_s"] for r in recs[len(recs) // 10 :])
+    cfg = json.loads((run_dir / "config.json").read_text())
     return {
         "nimg": recs[-1]["nimg"],
         "steps": recs[-1]["step"],
         "median_img_per_s": round(steady[len(steady) // 2], 1),
+        "preset": cfg["run_config"]["train"]["preset"],
+        "precision": cfg.get("resolved", {}).get("precision"),
     }
 
 
 def fd_curve(run_dir: Path) -> list[dict]:
-    """(training seconds, kimg, fd1k) from the in-training evaluations.
-
-    Seconds are training time only (evaluation excluded), rebuilt from the logged rates."""
+    """(training seconds, kimg, fd1k) of the in-training evaluations; seconds are training
+    time only (evaluation excluded), rebuilt from the logged rates."""
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     clock, seconds, last = [], 0.0, 0
     for r in recs:
@@ -130,32 +120,210 @@ def fd_curve(run_dir: Path) -> list[dict]:
     return out
 
 
-def figures(label: str, run_dir: Path, out: Path, info: dict) -> None:
-    """Sample grid for every row; the structured-latent figures where they apply."""
-    from gankit.sampling import load, sample_to_file
+def seconds_to(curve: list[dict], level: float) -> float | None:
+    """Training seconds of the first of two consecutive evaluations below `level`."""
+    for a, b in zip(curve[:-1], curve[1:], strict=True):
+        if a["fd1k"] <= level and b["fd1k"] <= level:
+            return a["seconds"]
+    return None
 
-    fig = out / "figures"
-    sample_to_file(run_dir, fig / f"family-{label}.png")
-    info["figures"] = [f"figures/family-{label}.png"]
-    run = load(run_dir)
-    if run.model.name == "infogan":
-        from gankit.analysis.infogan import categorical_purity, save_code_sweep_figure
+
+class Scorer:
+    """The final scores of a run, against one real reference (test digits or the val slice)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from gankit.data import load_dataset
         from gankit.metrics.classifier import find_classifier
 
-        save_code_sweep_figure(run.G, fig / "infogan-codes.png")
-        info["figures"].append("figures/infogan-codes.png")
-        clf = find_classifier("mnist")
-        info["infogan_purity"] = categorical_purity(run.G, clf.classify, n_per_code=500, seed=0)
-    if run.model.name == "stylegan":
-        from gankit.analysis.style_mixing import save_style_mixing_figure
+        self.clf = find_classifier("mnist")
+        opts = dict(resolution=28, channels=1, root=str(args.data_root), download=False)
+        train = load_dataset("mnist", train=True, **opts)
+        self.train_labels = train.labels
+        if args.split == "val":
+            self.train_images = train.images[:VAL_TRAIN]
+            self.ref_images = train.images[VAL_TRAIN : VAL_TRAIN + 1000]
+            self.ref_labels = train.labels[VAL_TRAIN : VAL_TRAIN + 1000]
+        else:
+            test = load_dataset("mnist", train=False, **opts)
+            self.train_images = train.images
+            self.ref_images, self.ref_labels = test.images[:1000], test.labels[:1000]
+        self.ref_feats = self.clf(self.ref_images).features.double()
+        g = torch.Generator().manual_seed(0)
+        floor_real = self.train_images[torch.randperm(len(self.train_images), generator=g)[:1000]]
+        self.floor = self.fd(self.clf(floor_real).features.double())
 
-        save_style_mixing_figure(run.G, [0, 1, 2, 3], [4, 5, 6, 7, 8], fig / "stylegan-mixing.png")
-        info["figures"].append("figures/stylegan-mixing.png")
-    if run.model.name == "biggan":
-        for t in (2.0, 1.0, 0.5, 0.25):
-            name = f"biggan-trunc{t:g}.png"
-            sample_to_file(run_dir, fig / name, seeds="0-7", truncation=t)
-            info["figures"].append(f"figures/{name}")
+    def fd(self, feats: torch.Tensor) -> float:
+        from gankit.metrics.maths import frechet_distance, gaussian_stats
+
+        return frechet_distance(gaussian_stats(self.ref_feats), gaussian_stats(feats))
+
+    def variety(self, feats: torch.Tensor, labels: torch.Tensor, ref: bool) -> float:
+        """Mean pairwise feature distance within a class, averaged over the classes."""
+        per = []
+        for k in range(10):
+            f = feats[labels == k]
+            if len(f) >= 2:
+                d = torch.cdist(f, f)
+                per.append(float(d.sum() / (len(f) * (len(f) - 1))))
+        return sum(per) / len(per)
+
+    def score(self, run_dir: Path) -> dict:
+        from gankit.data.base import to_uint8
+        from gankit.metrics.maths import prdc
+        from gankit.metrics.neighbours import memorisation_stats
+        from gankit.sampling import generate, load
+
+        run = load(run_dir)
+        conditional = run.model.spec.conditional
+        labels = torch.arange(1000) % 10 if conditional else None
+        fake = to_uint8(generate(run, range(1000), labels))
+        out = self.clf(fake)
+        feats = out.features.double()
+        pred = self.clf.classify(fake).argmax(1)
+        shares = pred.bincount(minlength=10).double() / len(pred)
+        pr = prdc(self.ref_feats.float(), feats.float())
+        result = {
+            "fd1k": self.fd(feats),
+            "recall": pr["recall"],
+            "prdc_precision": pr["precision"],
+            "rarest_class_share": float(shares.min()),
+            "memo_ratio": memorisation_stats(
+                fake, self.train_images, self.ref_images, extractor=self.clf
+            )["ratio_median"],
+        }
+        if conditional:
+            result["class_acc"] = float((pred == labels).double().mean())
+            result["variety"] = self.variety(feats, labels, False) / self.variety(
+                self.ref_feats, self.ref_labels, True
+            )
+        if run.model.spec.codes:
+            result["code_matched_acc"] = code_accuracy(run, self.clf)
+        result.update(self.d_overfit(run))
+        return result
+
+    @torch.no_grad()
+    def d_overfit(self, run) -> dict:
+        """D's mean score on 1,000 digits it trained on and on the 1,000 held-out ones: a D
+        that memorises its training digits scores them higher (sigmoid for logit objectives)."""
+        from gankit.data.base import to_unit_range
+        from gankit.data.transforms import resize_square
+
+        spec, res = run.model.spec, run.checkpoint.run_config.resolution
+        if spec.d_output == "reconstruction":
+            return {}
+        D = run.model.D.eval()
+        objective = run.checkpoint.run_config.train.objective or spec.objective
+        out = {}
+        for name, images, labels in (
+            ("d_seen", self.train_images[:1000], self.train_labels[:1000]),
+            ("d_heldout", self.ref_images, self.ref_labels),
+        ):
+            x = to_unit_range(resize_square(images, res))
+            s = D(x, labels if spec.conditional else None).float()
+            s = s.mean(1) if s.dim() == 2 else s
+            out[name] = float((s.sigmoid() if objective.startswith(("nonsat", "minimax")) else s)
+                              .mean())  # fmt: skip
+        return out
+
+
+def code_accuracy(run, clf) -> float:
+    """InfoGAN: accuracy of the best one-to-one map from categorical code to digit."""
+    from scipy.optimize import linear_sum_assignment
+
+    from gankit.analysis.infogan import categorical_purity
+
+    res = categorical_purity(run.G, clf.classify, n_per_code=200, seed=0)
+    counts = torch.tensor(res["counts"], dtype=torch.float64)  # [codes, classes seen]
+    rows, cols = linear_sum_assignment(-counts.numpy())
+    return float(counts[rows, cols].sum() / counts.sum())
+
+
+def passes(row: dict, floor: float) -> dict:
+    """The issue's targets for one run."""
+    ok = {"fd_3x": row["fd1k"] <= 3 * floor, "recall_0.6": row["recall"] >= 0.6,
+          "classes_5pct": row["rarest_class_share"] >= 0.05,
+          "memo_0.9": (row["memo_ratio"] or 0) >= 0.9}  # fmt: skip
+    if "class_acc" in row:
+        ok.update({"acc_97": row["class_acc"] >= 0.97, "variety_0.7": row["variety"] >= 0.7})
+    if "code_matched_acc" in row:
+        ok["code_90"] = row["code_matched_acc"] >= 0.9
+    return ok
+
+
+def grid(run_dir: Path, path: Path) -> None:
+    from gankit.sampling import sample_to_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sample_to_file(run_dir, path)
+
+
+def save(result: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def summary_rows(result: dict) -> list[dict]:
+    """Per row label: median and range over its seeds."""
+    by: dict[str, list[dict]] = {}
+    for rec in result["runs"].values():
+        by.setdefault(rec["label"], []).append(rec)
+    floor = result["floor_fd1k"]
+    out = []
+    for label, recs in by.items():
+        recs = [r for r in recs if "fd1k" in r]
+        if not recs:
+            continue
+
+        def med(key: str, rs=recs) -> float | None:
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            return statistics.median(vals) if vals else None
+
+        def rng(key: str, rs=recs) -> tuple | None:
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            return (min(vals), max(vals)) if vals else None
+
+        t3 = [r.get("seconds_to_3x") for r in recs]
+        t2 = [r.get("seconds_to_2x") for r in recs]
+        out.append({
+            "label": label, "seeds": len(recs), "nimg": med("nimg"),
+            "img_per_s": med("median_img_per_s"), "fd1k": med("fd1k"), "fd_range": rng("fd1k"),
+            "fd_over_floor": med("fd1k") / floor, "recall": med("recall"),
+            "rarest": med("rarest_class_share"), "memo": med("memo_ratio"),
+            "class_acc": med("class_acc"), "variety": med("variety"),
+            "code_acc": med("code_matched_acc"),
+            "t3": statistics.median(t3) if all(t is not None for t in t3) else None,
+            "t3_reached": sum(t is not None for t in t3),
+            "t2": statistics.median(t2) if all(t is not None for t in t2) else None,
+            "t2_reached": sum(t is not None for t in t2),
+            "preset": recs[0].get("preset"), "precision": recs[0].get("precision"),
+        })  # fmt: skip
+    return out
+
+
+def print_table(result: dict) -> None:
+    def f(v, fmt="{:.2f}") -> str:
+        return "-" if v is None else fmt.format(v)
+
+    peak = result["machine"].get("peak_gflops")
+    print(f"floor (real training digits vs the {result['split']} digits): "
+          f"FD {result['floor_fd1k']:.1f}; host peak {peak} GFLOP/s")  # fmt: skip
+    head = ("| model | setup | seeds | images seen | img/s | FD 1k (range) | / floor | recall | "
+            "rarest class | memo | class acc | variety | s to 3x | s to 2x |")  # fmt: skip
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for r in summary_rows(result):
+        lo, hi = r["fd_range"]
+        n = r["seeds"]
+        t3 = f(r["t3"], "{:.0f}") if r["t3_reached"] == n else f"{r['t3_reached']}/{n} reached"
+        t2 = f(r["t2"], "{:.0f}") if r["t2_reached"] == n else f"{r['t2_reached']}/{n} reached"
+        acc = f(r["class_acc"] and 100 * r["class_acc"], "{:.1f}%")
+        if r["code_acc"] is not None:
+            acc = f"code {100 * r['code_acc']:.1f}%"
+        print(f"| {r['label']} | {r['preset'] or 'paper'}, {r['precision']} | {n} | "
+              f"{r['nimg']:,.0f} | {r['img_per_s']:.0f} | {r['fd1k']:.1f} ({lo:.1f}-{hi:.1f}) | "
+              f"{r['fd_over_floor']:.2f} | {f(r['recall'])} | {f(r['rarest'])} | "
+              f"{f(r['memo'])} | {acc} | {f(r['variety'])} | {t3} | {t2} |")  # fmt: skip
 
 
 def plot_curves(result: dict, path: Path) -> None:
@@ -164,165 +332,127 @@ def plot_curves(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = plt.subplots(figsize=(9.5, 5.8))
     colours = plt.get_cmap("tab20").colors
-    for i, row in enumerate(result["rows"]):
-        curve = row.get("fd_curve") or []
-        if curve:
+    labels = list(dict.fromkeys(r["label"] for r in result["runs"].values()))
+    for i, label in enumerate(labels):
+        first = True
+        for rec in result["runs"].values():
+            curve = rec.get("fd_curve") or []
+            if rec["label"] != label or not curve:
+                continue
             ax.plot([c["seconds"] for c in curve], [c["fd1k"] for c in curve],
-                    marker="os^Dv"[i % 5], markersize=4, color=colours[(2 * i) % 20 + i // 10],
-                    linestyle=("-", "--")[i % 2], label=row["label"])  # fmt: skip
-    floor = next((r["value"] for r in result["floor"] if r["metric"] == "fd1k_mnistcnn"), None)
-    if floor is not None:
-        ax.axhline(floor, color="k", linestyle=":", label="real held-out (floor)")
+                    color=colours[i % 20], linestyle=("-", "--", ":")[i // 10 % 3],
+                    marker="os^Dv"[i % 5], markersize=3, linewidth=1,
+                    label=label if first else None)  # fmt: skip
+            first = False
+    floor = result["floor_fd1k"]
+    for m, style in ((1, "-"), (2, "--"), (3, ":")):
+        ax.axhline(m * floor, color="k", linestyle=style, linewidth=0.8,
+                   label=f"{m}x floor" if m > 1 else "floor (real digits)")  # fmt: skip
     ax.set_yscale("log")
-    ax.set_xlabel("training seconds (one CPU thread; evaluation excluded)")
-    ax.set_ylabel("FD 1k in classifier features (lower is better)")
-    ax.set_title("MNIST, equal budgets: FD of G_ema during training")
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_xlabel(f"training seconds ({result['threads']} CPU threads; evaluation excluded)")
+    ax.set_ylabel(f"FD 1k vs the {result['split']} digits, classifier features")
+    ax.set_title("MNIST, every model with its recipe: FD of G_ema against training time")
+    ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def first_below(curve: list[dict], level: float) -> float | None:
-    """Training seconds at which FD first fell below `level` (None: never)."""
-    return next((c["seconds"] for c in curve if c["fd1k"] < level), None)
-
-
-def rises(curve: list[dict], by: float = 0.10) -> int:
-    """How many evaluations scored more than `by` worse than the one before (instability)."""
-    return sum(b["fd1k"] > a["fd1k"] * (1 + by) for a, b in zip(curve[:-1], curve[1:], strict=True))
-
-
-def published_checks(result: dict, runs: Path) -> dict:
-    """The table's evidence on behaviours the papers report, computed from the runs."""
-    from scipy.stats import spearmanr
-
-    rows = {r["label"]: r for r in result["rows"] if not r.get("failed")}
-    out: dict = {}
-
-    def curve_facts(label: str, level: float) -> dict | None:
-        row = rows.get(label)
-        if row is None or not row.get("fd_curve"):
-            return None
-        c = row["fd_curve"]
-        return {"final_fd1k": c[-1]["fd1k"], "best_fd1k": min(x["fd1k"] for x in c),
-                f"seconds_to_fd_below_{level:g}": first_below(c, level),
-                "rises_over_10pct": rises(c), "evaluations": len(c)}  # fmt: skip
-
-    out["wgan_vs_wgan_gp"] = {k: curve_facts(k, 300) for k in ("wgan", "wgan-gp")}
-    out["lsgan_vs_saturating"] = {k: curve_facts(k, 300) for k in ("lsgan", "dcgan-minimax",
-                                                                    "dcgan")}  # fmt: skip
-    if "began" in rows and rows["began"].get("fd_curve"):
-        logs = [json.loads(x) for x in (runs / "began" / "metrics.jsonl").read_text().splitlines()]
-        pairs = []
-        for c in rows["began"]["fd_curve"]:
-            near = [r["m_global"] for r in logs if abs(r["kimg"] - c["kimg"]) <= 1.0]
-            if near:
-                pairs.append((sum(near) / len(near), c["fd1k"]))
-        if len(pairs) >= 3:
-            rho = spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic
-            out["began_m_global_vs_fd"] = {"points": len(pairs), "spearman": round(float(rho), 3),
-                                           "pairs": pairs}  # fmt: skip
-    return out
-
-
-def brief(rec: dict) -> dict:
-    return {"metric": rec["metric"], "value": rec["value"], "values": rec["values"]}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=360.0, help="training budget per row")
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads per training process")
-    ap.add_argument("--parallel", type=int, default=2, help="training processes at a time")
-    ap.add_argument("--rows", help="comma-separated rows (default: every model + dcgan-minimax)")
+    ap.add_argument("--seconds", type=float, default=600.0, help="training budget per run")
+    ap.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads of each run")
+    ap.add_argument("--split", choices=["test", "val"], default="test")
+    ap.add_argument("--only", help="comma-separated rows to (re)do; default every row")
+    ap.add_argument("--extra", default="", help="tuning: more `gankit train` flags for the rows")
+    ap.add_argument("--tag", help="tuning: name of the --extra variant (rows become ROW@TAG)")
+    ap.add_argument("--slice-minutes", type=float, default=120.0,
+                    help="start no run after this many minutes (rerun to go on)")  # fmt: skip
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "datasets")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-family")
-    ap.add_argument("--reuse", action="store_true", help="score existing runs, do not train")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs")
-    ap.add_argument(
-        "--summarise",
-        action="store_true",
-        help="only redo the checks, curves and table from the existing JSON and runs",
-    )
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_family_recipes.json")
+    ap.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
+    ap.add_argument("--summarise", action="store_true", help="table and figures, no training")
     args = ap.parse_args()
+    for key in ("data_root", "runs", "out", "figures"):  # the runs start in the repo's root
+        setattr(args, key, getattr(args, key).resolve())
+    tag = "family" if args.split == "test" else "trials"
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if result.get("split", args.split) != args.split or "runs" not in result:
+        result = {}
     if args.summarise:
-        result = json.loads((args.out / "bench_family_mnist.json").read_text())
-        result["checks"] = published_checks(result, args.runs)
-        plot_curves(result, args.out / "figures" / "family-fd-curves.png")
-        (args.out / "bench_family_mnist.json").write_text(json.dumps(result, indent=2) + "\n")
         print_table(result)
-        print(json.dumps(result["checks"], indent=2))
+        plot_curves(result, args.figures / f"{tag}-fd-curves.png")
         return
 
     from eval_mnist import ensure_classifier
-    from gankit.metrics import evaluate_real, evaluate_run, format_table
-    from gankit.models import MODELS
 
-    rows = rows_to_run(args.rows)
-    (args.out / "figures").mkdir(parents=True, exist_ok=True)
-    classifier = ensure_classifier(args.data_root)
-    t0 = time.perf_counter()
-    facts = {} if args.reuse else train_all(rows, args)
-    train_wall = time.perf_counter() - t0
-    result: dict = {
-        "machine": machine(),
-        "budget": {"seconds_per_row": args.seconds, "threads_per_row": args.threads,
-                   "rows_in_parallel": args.parallel, "wall_s": round(train_wall, 1)},
-        "classifier": classifier,
-        "rows": [],
-    }  # fmt: skip
-    floor = evaluate_real(
-        "mnist", METRICS, resolution=28, channels=1, data_root=str(args.data_root)
-    )
-    print(format_table(floor))
-    result["floor"] = [brief(r) for r in floor]
-    floor_fd = next(r["value"] for r in floor if r["metric"] == "fd1k_mnistcnn")
-    for label, (model, extra) in rows.items():
-        run_dir = args.runs / label
-        info: dict = {"label": label, "model": model, "extra_args": extra, "run": str(run_dir)}
-        info.update(facts.get(label) or training_facts(run_dir))
-        if info.get("failed"):
-            result["rows"].append(info)
-            continue
-        spec = MODELS.get(model)
-        metrics = METRICS + (CONDITIONAL if spec.conditional else [])
-        recs = evaluate_run(run_dir, metrics, data_root=str(args.data_root), download=False)
-        print(format_table(recs))
-        info["metrics"] = [brief(r) for r in recs]
-        values = {r["metric"]: r["value"] for r in recs}
-        info["fd1k_over_floor"] = round(values["fd1k_mnistcnn"] / floor_fd, 3)
-        info["fd_curve"] = fd_curve(run_dir)
-        figures(label, run_dir, args.out, info)
-        result["rows"].append(info)
-    result["checks"] = published_checks(result, args.runs)
-    plot_curves(result, args.out / "figures" / "family-fd-curves.png")
-    (args.out / "bench_family_mnist.json").write_text(json.dumps(result, indent=2) + "\n")
+    ensure_classifier(args.data_root)
+    torch.set_num_threads(args.threads)
+    scorer = Scorer(args)
+    result.setdefault("runs", {})
+    from speed import peak_gflops
+
+    peak = {p: round(peak_gflops(p), 1) for p in ("fp32", "bf16")}  # this host, this run
+    print(f"host peak (3x3 conv, {args.threads} threads): {peak} GFLOP/s", flush=True)
+    result.update(machine={**machine(), "peak_gflops": peak}, split=args.split,
+                  seconds=args.seconds, threads=args.threads, floor_fd1k=scorer.floor)  # fmt: skip
+    rows = rows_to_run(args.only)
+    if args.extra and not args.tag:
+        raise SystemExit("--extra needs a --tag naming the variant")
+    if args.tag:
+        rows = {f"{k}@{args.tag}": (m, [*x, *args.extra.split()]) for k, (m, x) in rows.items()}
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.only:  # redo those rows: forget their old runs
+        result["runs"] = {k: v for k, v in result["runs"].items() if v["label"] not in rows}
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    t_start = time.time()
+    for seed in seeds:  # a whole seed round first, so a cut-short slice covers every row
+        for label, (model, extra) in rows.items():
+            key = f"{label}-s{seed}"
+            if key in result["runs"]:
+                print(f"{key}: done before, skipped", flush=True)
+                continue
+            if time.time() - t_start > args.slice_minutes * 60:
+                print(f"slice of {args.slice_minutes:g} min used: stopping; rerun to go on")
+                save(result, args.out)
+                print_table(result)
+                return
+            run_dir = args.runs / args.split / key
+            cmd = train_command(label, model, extra, seed, args, run_dir)
+            print(f"[train] {key}: {' '.join(cmd[3:])}", flush=True)
+            t0 = time.perf_counter()
+            log = run_dir.parent / f"{key}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "w") as fh:
+                proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+            if proc.returncode != 0:
+                print(f"[train] {key} FAILED (exit {proc.returncode}):\n{log.read_text()[-2000:]}")
+                continue
+            wall = round(time.perf_counter() - t0, 1)
+            rec = {"label": label, "seed": seed, "command": "gankit " + " ".join(cmd[3:]),
+                   "wall_s": wall, **training_facts(run_dir)}  # fmt: skip
+            rec["fd_curve"] = fd_curve(run_dir)
+            rec.update(scorer.score(run_dir))
+            rec["seconds_to_3x"] = seconds_to(rec["fd_curve"], 3 * scorer.floor)
+            rec["seconds_to_2x"] = seconds_to(rec["fd_curve"], 2 * scorer.floor)
+            rec["passes"] = passes(rec, scorer.floor)
+            if seed == seeds[0]:
+                grid(run_dir, args.figures / f"{tag}-{label}.png")
+            result["runs"][key] = rec
+            save(result, args.out)
+            print(f"[done] {key}: {rec['nimg']:,} images, FD {rec['fd1k']:.1f} "
+                  f"({rec['fd1k'] / scorer.floor:.2f}x floor), recall {rec['recall']:.2f}, "
+                  f"rarest {rec['rarest_class_share']:.3f}, memo {rec['memo_ratio']:.2f}"
+                  + (f", acc {rec['class_acc']:.3f}, variety {rec['variety']:.2f}"
+                     if "class_acc" in rec else ""), flush=True)  # fmt: skip
+    save(result, args.out)
     print_table(result)
-
-
-def print_table(result: dict) -> None:
-    from eval_mnist import get
-
-    head = ("| model | images seen | img/s | FD 1k | / floor | best FD 1k in training | KID 1k | "
-            "precision | recall | coverage | classifier IS | class acc |")  # fmt: skip
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
-    for row in result["rows"]:
-        if row.get("failed"):
-            print(f"| {row['label']} | failed (exit {row['failed']}) |")
-            continue
-        m = row["metrics"]
-        best = min((c["fd1k"] for c in row["fd_curve"]), default=float("nan"))
-        print(
-            f"| {row['label']} | {row['nimg']:,} | {row['median_img_per_s']:.0f} | "
-            f"{get(m, 'fd1k_mnistcnn')} | {row['fd1k_over_floor']:.2f} | {best:.1f} | "
-            f"{get(m, 'kid1k_mnistcnn')} | {get(m, 'prdc1k_mnistcnn', 'precision')} | "
-            f"{get(m, 'prdc1k_mnistcnn', 'recall')} | {get(m, 'prdc1k_mnistcnn')} | "
-            f"{get(m, 'is1k_mnistcnn')} | {get(m, 'acc1k_mnistcnn')} |"
-        )
+    plot_curves(result, args.figures / f"{tag}-fd-curves.png")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ images (with a wall-time cap as a safety net), then draws 2,500 samples from G_e
 counts modes covered, the fraction of high-quality samples (within 3 std of a mode) and the
 KL of the mode histogram to uniform (`gankit.metrics.mixtures`, the VEEGAN/PacGAN protocol).
 
-Target (from the issue): 8/8 ring modes and >= 23/25 grid modes, each with >= 80% high-quality
-samples, for at least one objective. The table says where it is missed; the metric and its
+Target (issue 20): 8/8 ring modes and 25/25 grid modes, each with >= 80% high-quality
+samples, for at least one setup within 300 s. The table says where it is missed; the metric and its
 thresholds are fixed and are never adjusted to the model.
 
     OMP_NUM_THREADS=1 python benchmarks/mixtures.py                  # the published numbers
@@ -42,7 +42,9 @@ from machine_info import machine  # benchmarks/ is on sys.path when a script run
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ("ring8", "grid25")
 # Modes a run must cover, and the high-quality fraction it must reach, to meet the target.
-TARGET_MODES = {"ring8": 8, "grid25": 23}
+# (Issue 20 asks for all 25 grid modes; the first table, bench_mixtures.json of 2026-11-23,
+# was judged at 23.)
+TARGET_MODES = {"ring8": 8, "grid25": 25}
 TARGET_HQ = 0.8
 
 # Chosen once, before any result was seen, after Unrolled GAN's ring setup (2 x 128 ReLU G,
@@ -58,6 +60,20 @@ TRAIN = {
     "beta2": 0.999,
     "seed": 0,
     "device": "cpu",
+}
+
+
+# The setups compared: every objective that fits a score D, and PacGAN's packing (D judges
+# `pack` samples at once). WGAN-GP's critic takes 5 steps per G step, as in its paper.
+SETUPS: dict[str, dict[str, Any]] = {
+    "nonsaturating": {"objective": "nonsaturating"},
+    "minimax": {"objective": "minimax"},
+    "least-squares": {"objective": "least-squares"},
+    "hinge": {"objective": "hinge"},
+    "wasserstein-gp": {"objective": "wasserstein", "reg": "gp:weight=10", "n_critic": 5},
+    "nonsaturating-pack2": {"objective": "nonsaturating", "pack": 2},
+    "nonsaturating-pack4": {"objective": "nonsaturating", "pack": 4},
+    "minimax-pack4": {"objective": "minimax", "pack": 4},
 }
 
 
@@ -81,7 +97,9 @@ def scatter(run_dir: Path, data: str, stats: dict[str, Any], path: Path) -> None
 
 
 def bench_one(data: str, objective: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One setup (a key of SETUPS, or a bare objective name) on one mixture."""
     run_dir = args.runs / f"mixtures-{data}-{objective}"
+    setup = SETUPS.get(objective, {"objective": objective})
     t0 = time.perf_counter()
     try:
         res = train(
@@ -92,12 +110,11 @@ def bench_one(data: str, objective: str, args: argparse.Namespace) -> dict[str, 
             model_overrides=MODEL,
             progress=False,
             tensorboard=False,
-            objective=objective,
             kimg=args.kimg,
             max_seconds=args.seconds,
             sample_every_kimg=args.kimg / 20,  # 21 frames in progress.gif
             ckpt_every_kimg=args.kimg,
-            **TRAIN,
+            **{**TRAIN, **setup},
         )
     except UserError as exc:  # e.g. diverged: recorded, the other runs go on
         return {"data": data, "objective": objective, "error": str(exc)}
@@ -152,12 +169,18 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="evaluation samples")
     ap.add_argument("--data", default=",".join(DATASETS), help="comma-separated mixtures")
     ap.add_argument(
-        "--objectives", default=None, help="comma-separated (default: every registered one)"
+        "--objectives",
+        default=None,
+        help="comma-separated setups (SETUPS) or objective names (default: every setup)",
     )
+    ap.add_argument("--json", default="bench_mixtures.json", help="file name of the JSON in --out")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs")
     ap.add_argument("--out", type=Path, default=ROOT / "docs", help="where the JSON and figures go")
     args = ap.parse_args()
-    objectives = args.objectives.split(",") if args.objectives else list_objectives()
+    objectives = args.objectives.split(",") if args.objectives else list(SETUPS)
+    unknown = [o for o in objectives if o not in SETUPS and o not in list_objectives()]
+    if unknown:
+        raise SystemExit(f"unknown setups {unknown}; choose from {list(SETUPS)}")
     datasets = args.data.split(",")
     (args.out / "figures").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -183,9 +206,10 @@ def main() -> None:
         },
         "model": {"name": "gan", **MODEL},
         "train": {**TRAIN, "kimg": args.kimg, "max_seconds": args.seconds},
+        "setups": {o: SETUPS.get(o, {"objective": o}) for o in objectives},
         "results": rows,
     }
-    out = args.out / "bench_mixtures.json"
+    out = args.out / args.json
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print()
     print(table(rows))

@@ -76,5 +76,6 @@ def register() -> ModelSpec:
             build=lambda cfg: (VariantGenerator(cfg), VariantDiscriminator(cfg)),
             conditional=True,
             train_defaults={"batch_size": 16},
+            recipes={"grey28": {"hidden": 48, "ema_kimg": 1.0}},  # a model's recipe, as any
         )
     )

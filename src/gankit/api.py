@@ -56,7 +56,7 @@ def eval_hook(rc: RunConfig, run_dir: Path) -> EvalHook | None:
 
     requests = parse_metrics(cfg.eval_metrics)
     num_classes = rc.num_classes if MODELS.get(rc.model).conditional else 0
-    ref = Reference.for_run(rc)
+    ref = Reference.for_run(rc, split=cfg.eval_ref)
     opts = ExtractorOptions(
         data=cfg.data, download=cfg.download, device=str(resolve_device(cfg.device))
     )

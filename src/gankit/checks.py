@@ -90,7 +90,12 @@ def check_run_config(
         create_regularisers(rc.train.reg)
         kw = {} if max_modules is None else {"max_modules": max_modules}
         model = check_size(
-            rc.model, to_dict(cfg), strict=True, advice="its metadata cannot be right", **kw
+            rc.model,
+            to_dict(cfg),
+            strict=True,
+            advice="its metadata cannot be right",
+            pack=rc.train.pack,
+            **kw,
         )
     except UserError as exc:
         if where is None:

@@ -74,6 +74,9 @@ class TrainConfig:
         "(`gankit objectives` lists them)",
     )
     n_critic: int = setting(1, "D updates per G update (WGAN: 5)")
+    pack: int = setting(
+        1, "PacGAN: D judges this many samples at once, stacked (unconditional models)"
+    )
     augment: str | None = setting(
         None,
         "augment every image D sees, for small data: diffaug[:color,translation,cutout] "
@@ -137,6 +140,11 @@ class TrainConfig:
     eval_metrics: str | None = setting(
         None, "metrics for those evaluations, comma-separated, e.g. fd2k_mnistcnn"
     )
+    eval_ref: str = setting(
+        "train",
+        "the real split those evaluations compare with: train (default) or test (held out)",
+        choices=("train", "test"),
+    )
     keep_best: str | None = setting(
         None, "keep checkpoints/best.safetensors, best by this metric", metavar="METRIC"
     )
@@ -165,6 +173,7 @@ class TrainConfig:
             "ckpt_every_kimg": self.ckpt_every_kimg,
             "keep_checkpoints": self.keep_checkpoints,
             "n_critic": self.n_critic,
+            "pack": self.pack,
         }
         for key, value in positive.items():
             if not (value > 0) or (isinstance(value, float) and not math.isfinite(value)):
@@ -189,6 +198,10 @@ class TrainConfig:
         # seed * 1_000_003 + epoch, so keep seeds to the usual unsigned 32-bit range.
         if not 0 <= self.seed <= MAX_SEED:
             raise UserError(f"seed must be in 0..{MAX_SEED} (got {self.seed})")
+        if self.batch_size % self.pack:
+            raise UserError(
+                f"batch_size ({self.batch_size}) must be a multiple of pack ({self.pack})"
+            )
         if self.max_images is not None and self.max_images <= 0:
             raise UserError(f"max_images must be > 0 (got {self.max_images})")
         for f in fields(self):
@@ -246,6 +259,7 @@ RESUMABLE_KEYS = frozenset(
         "download",
         "eval_every_kimg",
         "eval_metrics",
+        "eval_ref",
         "keep_best",
         "nan_check",
         "nan_retries",

@@ -411,6 +411,22 @@ def test_mixture_mode_count_through_eval(tmp_path: Path) -> None:
     assert rc == 2 and "grid25" in err
 
 
+def test_in_training_evaluation_can_compare_with_the_test_split(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    rc, _, err = run_cli(
+        "train", "gan", "--no-progress", "--set", "hidden=16", "--resolution", "8",
+        "--kimg", "0.128", "--batch-size", "64", "--run-dir", run, "--precision", "fp32",
+        "--eval-every-kimg", "0.128", "--eval-metrics", "fd100_pixel", "--eval-ref", "test",
+    )  # fmt: skip
+    assert rc == 0, err
+    during = json.loads((run / "eval.jsonl").read_text().splitlines()[-1])
+    assert during["protocol"]["reference"] == "digits test split"
+    after = evaluate_run(run, "fd100_pixel", split="test", append=False)[0]
+    assert after["value"] == pytest.approx(during["value"], rel=1e-6)
+    train_ref = evaluate_run(run, "fd100_pixel", split="train", append=False)[0]
+    assert train_ref["value"] != pytest.approx(during["value"], rel=1e-6)
+
+
 def test_memorisation_command_writes_figures(cond_run: Path, tmp_path: Path) -> None:
     rc, out, err = run_cli("memorisation", cond_run, "--n", "50", "--out", tmp_path / "m")
     assert rc == 0, err

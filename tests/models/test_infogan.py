@@ -332,9 +332,12 @@ def test_categorical_purity_counts_majorities_and_distinct_classes():
     res = categorical_purity(_CategoryPainter(prior, perm), _read_level, n_per_code=20)
     assert res["majority"] == perm and res["distinct_classes"] == 10
     assert res["purity"] == 1.0
+    want = [[20 * (k == perm[c]) for k in range(10)] for c in range(10)]
+    assert res["counts"] == want  # per category, its samples in each class
     collapsed = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     res = categorical_purity(_CategoryPainter(prior, collapsed), _read_level, n_per_code=20)
     assert res["distinct_classes"] == 5
+    assert [len(c) for c in res["counts"]] == [5] * 10  # padded to the classes seen
 
     def noisy(images: torch.Tensor) -> torch.Tensor:  # a classifier wrong on every 4th image
         ids = _read_level(images)
@@ -351,7 +354,8 @@ def test_categorical_purity_counts_majorities_and_distinct_classes():
 def test_train_defaults_run_the_info_term_in_the_trainer(tmp_path):
     from gankit.config import RunConfig
 
-    cfg = resolve_train_config("infogan", "digits", {"batch_size": 16, "kimg": 0.016})
+    over = {"batch_size": 16, "kimg": 0.016, "precision": "fp32"}  # see test_models' step test
+    cfg = resolve_train_config("infogan", "digits", over)
     assert cfg.reg.startswith("info") and (cfg.lr_g, cfg.lr_d, cfg.beta1) == (1e-3, 2e-4, 0.5)
     rc = RunConfig(model="infogan", model_config=tiny_overrides("infogan"), train=cfg)
     tr = Trainer(rc, tmp_path, synthetic_dataset(n=32), progress=False, tensorboard=False)

@@ -35,7 +35,10 @@ RTOL, ATOL = 1e-4, 2e-5
 
 def _rc(name: str = "dcgan", **train) -> RunConfig:
     """Each model with its customary setup (InfoGAN's info term, WGAN's n_critic...)."""
-    over = {"batch_size": BATCH, "kimg": 1.0, "ema_kimg": 0.05, "log_every": 1, **train}
+    # fp32: bf16 (which a recipe's precision=auto may pick) rounds the two ranks' halves
+    # differently from one process's whole batch
+    over = {"batch_size": BATCH, "kimg": 1.0, "ema_kimg": 0.05, "log_every": 1,
+            "precision": "fp32", **train}  # fmt: skip
     cfg = resolve_train_config(name, "digits", over)
     return RunConfig(model=name, model_config=tiny_overrides(name), train=cfg)
 

@@ -52,7 +52,7 @@ V1_KEYS = ["run_config", "data", "written_at", "processes"]
 def test_a_new_run_writes_its_resolved_record_and_reads_it_back(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["train", "dcgan", *TINY, "--run-dir", str(run), "--reg", "r1:gamma=2"]
-    assert main(args) == 0
+    assert main([*args, "--precision", "fp32"]) == 0
     doc = json.loads((run / "config.json").read_text())
     assert list(doc) == [*V1_KEYS, "version", "resolved"]  # version 1's keys all kept
     assert doc["version"] == CONFIG_VERSION == 2
@@ -62,7 +62,7 @@ def test_a_new_run_writes_its_resolved_record_and_reads_it_back(tmp_path: Path) 
         "precision": "fp32",
         "resolution": 16,
         "channels": 1,
-        "preset": None,
+        "preset": "grey28",  # digits: the dcgan recipe, as no --preset was given
     }
     rec = read_config(run)
     assert rec == resolve_run(RunConfig.from_json(doc["run_config"]), "fp32")

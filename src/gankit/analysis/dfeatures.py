@@ -256,7 +256,8 @@ def random_discriminator(run: Any, seed: int | None = None) -> tuple[nn.Module, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         # the config the loader checked and the run was built from, never the raw metadata
-        D = create_model(run.model.name, **run.model.config_dict()).D
+        pack = run.checkpoint.run_config.train.pack
+        D = create_model(run.model.name, pack=pack, **run.model.config_dict()).D
     return D.to(run.device).eval(), seed
 
 

@@ -191,6 +191,7 @@ def categorical_purity(
     g = torch.Generator().manual_seed(seed)
     majority: list[int] = []
     purity: list[float] = []
+    tallies: list[torch.Tensor] = []
     with eval_mode(G):
         for value in range(prior.categorical[code]):
             ids = []
@@ -202,12 +203,15 @@ def categorical_purity(
             counts = torch.bincount(torch.cat(ids).cpu())
             majority.append(int(counts.argmax()))
             purity.append(float(counts.max()) / n_per_code)
+            tallies.append(counts)
+    width = max(len(c) for c in tallies)
     return {
         "purity": sum(purity) / len(purity),
         "distinct_classes": len(set(majority)),
         "majority": majority,
         "per_code": purity,
         "n_per_code": n_per_code,
+        "counts": [torch.nn.functional.pad(c, (0, width - len(c))).tolist() for c in tallies],
     }
 
 

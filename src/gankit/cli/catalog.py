@@ -19,9 +19,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     width = max(len(n) for n in MODELS.names())
     for name, spec in MODELS.items():
         tag = " [conditional]" if spec.conditional else ""
-        if spec.presets:
-            tag += f" (presets: {', '.join(spec.presets)})"
+        tag += f" (presets: {', '.join(spec.setups)})"
         print(f"{name:<{width}}  {spec.description}{tag}")
+    from ..models import DATA_KINDS
+
+    for kind, (text, names) in DATA_KINDS.items():
+        print(f"\nrecipe {kind}: {text}; chosen for a new run on {', '.join(names)} when no "
+              "--preset is given (--preset paper: the paper's setup)")  # fmt: skip
     print("\ntrained generators shipped with gankit (sample, serve, eval them; no training):")
     shipped = list_pretrained()
     width = max(len(n) for n, _ in shipped)

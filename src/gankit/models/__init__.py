@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -38,6 +38,13 @@ class ModelSpec:
         objective: the default objective's registry name.
         presets: named settings (`--preset NAME`): model or training fields -> values, applied
             over the defaults and under the user's own overrides.
+        recipes: settings tuned for one kind of data (a key of `DATA_KINDS`), applied like a
+            preset when a fresh run on such data names none (`--preset paper` keeps the
+            paper's setup, the defaults). A recipe changes widths, batch size, learning rates,
+            EMA, augmentation and precision; what defines the variant stays (`defining`).
+        defining: training fields that make the variant what it is (WGAN's optimiser and
+            n_critic); with the objective and the regulariser names, no recipe changes them
+            (a registry-wide test checks each recipe).
         d_output: what D returns: "logit" (one score per image, [N]), "levels" (one score per
             image and pyramid level, [N, L]; the objectives average over all of them) or
             "reconstruction" (an autoencoder's output, the shape of its input: BEGAN).
@@ -67,6 +74,8 @@ class ModelSpec:
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     objective: str = "nonsaturating"
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    defining: tuple[str, ...] = ()
     d_output: str = "logit"
     objectives: tuple[str, ...] | None = None
     truncation: str = "z"
@@ -78,6 +87,28 @@ class ModelSpec:
         low, high = self.truncation_range
         if not 0 <= low < high:  # a registration mistake: fail at import, not on a request
             raise ValueError(f"{self.name}: truncation_range needs 0 <= low < high")
+
+    @property
+    def setups(self) -> list[str]:
+        """Every name `--preset` takes for this model: its presets, its recipes and paper."""
+        return [*self.presets, *self.recipes, PAPER]
+
+    def setup(self, name: str) -> Mapping[str, Any]:
+        """The values of preset, recipe or `paper` (none: the defaults) `name`."""
+        if name == PAPER:
+            return {}
+        if name in self.presets:
+            return self.presets[name]
+        if name in self.recipes:
+            return self.recipes[name]
+        raise UserError(
+            f"unknown preset {name!r} for {self.name}; choose one of: {', '.join(self.setups)}"
+        )
+
+    def recipe_for(self, data: str) -> str | None:
+        """The recipe a fresh run on dataset `data` starts from (None: the paper's setup)."""
+        kind = data_kind(data)
+        return kind if kind in self.recipes else None
 
     def split_truncation(self, value: float | None) -> tuple[float | None, float | None]:
         """One `--trunc` value as (threshold for the prior's z, psi for G's w).
@@ -102,6 +133,25 @@ class ModelSpec:
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
+
+# `--preset paper`: the model's defaults, its paper's setup, whatever recipe the data has.
+PAPER = "paper"
+
+# Kinds of data a model may carry a recipe for: name -> (what it is, the datasets of that kind).
+DATA_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "grey28": (
+        "28-32 px greyscale images (digits, mnist, fashion-mnist), tuned for a 2-core CPU",
+        ("digits", "sklearn-digits", "mnist", "fashion-mnist"),
+    ),
+}
+
+
+def data_kind(data: str) -> str | None:
+    """The kind of dataset `data` (a key of DATA_KINDS), None for any other data."""
+    for kind, (_, names) in DATA_KINDS.items():
+        if data in names:
+            return kind
+    return None
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -145,14 +195,52 @@ def make_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
     return cfg
 
 
-def create_model(name: str, **overrides: Any) -> Model:
+class PackedDiscriminator(nn.Module):
+    """PacGAN (Lin et al. 2018): D scores `pack` samples at once, stacked along channels.
+
+    A batch of N images [N, C, H, W] becomes N / pack packs [N / pack, pack * C, H, W] of
+    consecutive samples, and the inner D (the model's own, built for pack * C channels) gives
+    one score per pack. A D that sees several samples together can tell a collapsed G's
+    look-alike packs from real ones, which penalises mode collapse; the objectives are unchanged.
+    """
+
+    def __init__(self, inner: nn.Module, pack: int) -> None:
+        super().__init__()
+        self.inner, self.pack, self.num_classes = inner, pack, 0
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        n = x.shape[0]
+        if n % self.pack:
+            raise ValueError(f"a D packing {self.pack} samples needs a batch divisible by it")
+        return self.inner(x.reshape(n // self.pack, self.pack * x.shape[1], *x.shape[2:]))
+
+
+def check_pack(spec: ModelSpec, pack: int) -> None:
+    """A UserError when `spec`'s D cannot judge packs of `pack` samples."""
+    if pack < 1:
+        raise UserError(f"pack must be >= 1 (got {pack})")
+    if pack > 1 and (spec.conditional or spec.codes or spec.d_output != "logit"):
+        raise UserError(
+            f"pack={pack} needs an unconditional model whose D gives one score per image; "
+            f"{spec.name}'s D {'takes labels' if spec.conditional else 'does more'} "
+            "(PacGAN packs gan, dcgan, lsgan, wgan, wgan-gp, stylegan)"
+        )
+
+
+def create_model(name: str, *, pack: int = 1, **overrides: Any) -> Model:
     """Build model `name` from its default config updated by `overrides`.
+
+    `pack` > 1 wraps a D built for pack x the channels in a `PackedDiscriminator` (PacGAN).
 
     Example: `create_model("dcgan", resolution=32, channels=1)`.
     """
     spec = MODELS.get(name)
     cfg = make_config(name, overrides)
+    check_pack(spec, pack)
     G, D = spec.build(cfg)
+    if pack > 1:
+        _, inner = spec.build(replace(cfg, channels=cfg.channels * pack))
+        D = PackedDiscriminator(inner, pack)
     return Model(spec=spec, config=cfg, G=G, D=D)
 
 
@@ -198,7 +286,9 @@ def _at_most_modules(limit: int) -> Iterator[None]:
             h.remove()
 
 
-def meta_model(name: str, config: Mapping[str, Any], *, max_modules: int = MAX_MODULES) -> Model:
+def meta_model(
+    name: str, config: Mapping[str, Any], *, max_modules: int = MAX_MODULES, pack: int = 1
+) -> Model:
     """Model `name` built on the meta device: every shape, no memory for any weight.
 
     What a config asks for is checked here before anything real is built from it (training a
@@ -208,13 +298,14 @@ def meta_model(name: str, config: Mapping[str, Any], *, max_modules: int = MAX_M
         name: registry name.
         config: model config fields (strictly parsed, as `create_model` does).
         max_modules: refuse builds registering more parameters and sub-modules than this.
+        pack: PacGAN's packing of D (see `create_model`).
     Raises:
         UserError: an unknown name, a bad config, a build over `max_modules`, or weights
             whose size overflows; other exceptions of the networks' constructors pass through.
     """
     try:
         with torch.device("meta"), _at_most_modules(max_modules):
-            return create_model(name, **config)
+            return create_model(name, pack=pack, **config)
     except _TooManyModules:
         raise UserError(
             f"{name} with this config has more than {max_modules:,} layers and weights; "
@@ -241,6 +332,7 @@ def check_size(
     strict: bool = False,
     max_modules: int = MAX_MODULES,
     advice: str = "lower ngf/ndf (or hidden)",
+    pack: int = 1,
 ) -> Model | None:
     """Refuse networks whose training state cannot fit in memory (`--set ngf=100000`),
     counted on the meta device so that nothing is allocated. `train` and the checkpoint
@@ -253,13 +345,14 @@ def check_size(
             file must be checkable); otherwise None is returned and the real build decides.
         max_modules: see `meta_model`.
         advice: what to do about a model that is too big (the end of the message).
+        pack: PacGAN's packing of D (see `create_model`).
     Returns:
         The model built on the meta device (None when not strict and it could not be built).
     """
     from ..data.common import memory_budget
 
     try:
-        m = meta_model(name, config, max_modules=max_modules)
+        m = meta_model(name, config, max_modules=max_modules, pack=pack)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 (a constructor's own failure, reported in one line)

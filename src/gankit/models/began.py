@@ -140,5 +140,6 @@ register_model(
             "beta1": 0.5,
             "beta2": 0.999,
         },
+        recipes={"grey28": {"batch_size": 64, "ema_kimg": 5.0, "precision": "auto"}},
     )
 )

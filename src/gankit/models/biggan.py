@@ -270,5 +270,6 @@ register_model(
             "n_critic": 1,
             "batch_size": 64,
         },
+        recipes={"grey28": {"batch_size": 64, "ema_kimg": 5.0}},
     )
 )

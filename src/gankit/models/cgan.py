@@ -88,6 +88,7 @@ register_model(
         build=lambda cfg: (CGANGenerator(cfg), CGANDiscriminator(cfg)),
         conditional=True,
         train_defaults={"batch_size": 64},
+        recipes={"grey28": {"batch_size": 64, "ema_kimg": 5.0}},
         presets={
             "demo": {
                 "resolution": 32,

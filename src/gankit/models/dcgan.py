@@ -177,6 +177,19 @@ class ConditionalDiscriminator(nn.Module):
         return self.net(torch.cat([x, plane], dim=1))
 
 
+# The grey28 recipes of the models on the DCGAN networks (28-32 px greyscale data on a
+# 2-core CPU; docs/family.md gives the trials behind them): half the tutorial's widths see
+# ~2x the images in the same time, batch 64 gives twice the G updates per image, bf16 where
+# the host runs it fast. The variant's own objective, regularisers and optimiser stay.
+GREY28_DCGAN = {
+    "resolution": 32,
+    "ngf": 32,
+    "ndf": 32,
+    "batch_size": 64,
+    "ema_kimg": 5.0,
+    "precision": "auto",
+}
+
 register_model(
     ModelSpec(
         name="dcgan",
@@ -204,6 +217,7 @@ register_model(
             # the PyTorch DCGAN tutorial's setup (64x64, batch 128, 5 epochs)
             "tutorial": {"resolution": 64, "batch_size": 128, "epochs": 5},
         },
+        recipes={"grey28": GREY28_DCGAN},
     )
 )
 
@@ -214,6 +228,7 @@ register_model(
         config_cls=CDCGANConfig,
         build=lambda cfg: (ConditionalGenerator(cfg), ConditionalDiscriminator(cfg)),
         conditional=True,
+        recipes={"grey28": GREY28_DCGAN},
     )
 )
 
@@ -231,6 +246,7 @@ register_model(
         build=_dcgan_networks,
         objective="least-squares",
         train_defaults={"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5},
+        recipes={"grey28": GREY28_DCGAN},
     )
 )
 
@@ -249,6 +265,8 @@ register_model(
             "n_critic": 5,
             "reg": "clip:c=0.01",
         },
+        recipes={"grey28": GREY28_DCGAN},
+        defining=("optimizer", "n_critic"),
     )
 )
 
@@ -274,5 +292,7 @@ register_model(
             "n_critic": 5,
             "reg": "gp:weight=10",
         },
+        recipes={"grey28": {**GREY28_DCGAN, "precision": "fp32"}},
+        defining=("n_critic", "d_norm"),
     )
 )

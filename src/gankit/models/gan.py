@@ -77,5 +77,6 @@ register_model(
         config_cls=GANConfig,
         build=build,
         train_defaults={"batch_size": 64},
+        recipes={"grey28": {"batch_size": 64, "ema_kimg": 5.0}},
     )
 )

@@ -284,5 +284,6 @@ register_model(
             "beta1": 0.5,
             "batch_size": 64,
         },
+        recipes={"grey28": {"batch_size": 64, "ema_kimg": 5.0, "precision": "auto"}},
     )
 )

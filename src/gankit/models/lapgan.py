@@ -301,5 +301,6 @@ register_model(
         build=lambda cfg: (Generator(cfg), Discriminator(cfg)),
         d_output="levels",
         train_defaults={"batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5},
+        recipes={"grey28": {"batch_size": 64, "ema_kimg": 5.0, "precision": "auto"}},
     )
 )

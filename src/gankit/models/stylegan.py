@@ -436,5 +436,6 @@ register_model(
             "batch_size": 64,
             "reg": "r1:gamma=1",
         },
+        recipes={"grey28": {"batch_size": 64, "ngf": 32, "ndf": 32, "ema_kimg": 5.0}},
     )
 )

@@ -8,6 +8,7 @@ any change that would alter the steps already taken.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,16 @@ from ..data.base import ImageDataset
 from ..device import resolve_device
 from ..distributed import current_world
 from ..errors import UserError
-from ..models import MODELS, check_size, create_model, make_config, meta_model
+from ..models import (
+    DATA_KINDS,
+    MODELS,
+    PAPER,
+    check_pack,
+    check_size,
+    create_model,
+    make_config,
+    meta_model,
+)
 from ..objectives import create_objective
 from ..pretrained import is_pretrained
 from ..regularisers import create_regularisers
@@ -104,19 +114,37 @@ def choose_resolution(model: str, data: str, mo: Mapping[str, Any]) -> int:
 
 
 def preset_overrides(model: str, preset: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A model's named preset, split into (model fields, training fields)."""
+    """A model's named preset or recipe, split into (model fields, training fields)."""
     if preset is None:
         return {}, {}
     spec = MODELS.get(model)
-    if preset not in spec.presets:
-        names = ", ".join(spec.presets) or "(none)"
-        raise UserError(f"unknown preset {preset!r} for {model}; choose one of: {names}")
     model_fields = set(spec.config_cls.__dataclass_fields__)
-    values = dict(spec.presets[preset])
+    values = dict(spec.setup(preset))
     return (
         {k: v for k, v in values.items() if k in model_fields},
         {k: v for k, v in values.items() if k not in model_fields},
     )
+
+
+def choose_preset(model: str, data: str, asked: str | None) -> str | None:
+    """The preset a fresh run starts from: the one asked for, else the data's recipe."""
+    return asked if asked is not None else MODELS.get(model).recipe_for(data)
+
+
+def describe_setup(model: str, data: str, preset: str | None) -> str:
+    """One line on which setup a run uses, printed at its start."""
+    spec = MODELS.get(model)
+    if preset is not None and preset in spec.recipes:
+        return (
+            f"gankit: recipe {preset} for {model} on {data} ({DATA_KINDS[preset][0]}); "
+            "--preset paper for the paper's setup"
+        )
+    if preset == PAPER or preset is None:
+        kind = spec.recipe_for(data)
+        why = "as asked" if preset == PAPER else f"no {model} recipe for {data}"
+        hint = f"; --preset {kind} for the recipe" if kind and preset == PAPER else ""
+        return f"gankit: {model}'s paper setup (its defaults), {why}{hint}"
+    return f"gankit: preset {preset} for {model}"
 
 
 def resolve_train_config(model: str, data: str, overrides: Mapping[str, Any]) -> TrainConfig:
@@ -124,7 +152,8 @@ def resolve_train_config(model: str, data: str, overrides: Mapping[str, Any]) ->
     spec = MODELS.get(model)
     cfg = TrainConfig(model=model, data=data)
     cfg = apply_overrides(cfg, spec.train_defaults, what="training option")
-    _, preset_train = preset_overrides(model, overrides.get("preset"))
+    overrides = {**overrides, "preset": choose_preset(model, data, overrides.get("preset"))}
+    _, preset_train = preset_overrides(model, overrides["preset"])
     cfg = apply_overrides(cfg, preset_train, what="training option")
     # the user's run length replaces a preset's, whichever unit each one used
     if overrides.get("epochs") is not None:
@@ -135,6 +164,7 @@ def resolve_train_config(model: str, data: str, overrides: Mapping[str, Any]) ->
     cfg.validate()
     objective = create_objective(cfg.objective or spec.objective)  # a typo fails here
     spec.check_objective(objective.name)
+    check_pack(spec, cfg.pack)  # PacGAN packs only a D that scores unlabelled images
     create_regularisers(cfg.reg, model=spec)  # a term the model cannot take fails here
     create_augmentation(cfg, objective)  # an unknown op, or ADA with a critic, fails here
     return cfg
@@ -195,8 +225,8 @@ def prepare_training(
     cfg = make_config(model, mo)
     # Shapes and size checked on the meta device, before a folder is made or a weight is
     # allocated; a config the meta build cannot take is left to a real build to refuse.
-    if check_size(model, to_dict(cfg)) is None:
-        create_model(model, **to_dict(cfg))
+    if check_size(model, to_dict(cfg), pack=tcfg.pack) is None:
+        create_model(model, pack=tcfg.pack, **to_dict(cfg))
     _check_runnable(tcfg, ds)
     return RunConfig(model=model, model_config=to_dict(cfg), train=tcfg), ds
 
@@ -249,6 +279,8 @@ def train(
     rc, ds = prepare_training(
         model, data, model_overrides=model_overrides, train_overrides=train_overrides
     )
+    if current_world().is_main:  # a dry run's stdout is the config's JSON alone
+        print(describe_setup(model, data, rc.train.preset), file=sys.stderr if dry_run else None)
     if dry_run:
         return rc
     _check_evaluate(rc, evaluate)

@@ -140,7 +140,7 @@ class Trainer:
     def _build(self) -> None:
         """G, D (and G_ema) on the device, the precision, objective, regularisers, optimisers."""
         cfg, rc = self.cfg, self.run_config
-        self.model = create_model(rc.model, **rc.model_config)
+        self.model = create_model(rc.model, pack=cfg.pack, **rc.model_config)
         self.conditional = self.model.spec.conditional
         self.num_classes = int(self.model.config.num_classes)
         self.precision = run_precision(cfg, self.device, self.world)
@@ -180,6 +180,11 @@ class Trainer:
             raise UserError(
                 f"--augment works on images; {dataset.name} gives D "
                 f"{dataset.resolution}x{dataset.resolution} inputs"
+            )
+        if (cfg.batch_size // size) % cfg.pack:
+            raise UserError(
+                f"each process's batch ({cfg.batch_size // size}) must be a multiple of "
+                f"pack ({cfg.pack}); pass a --batch-size divisible by {size * cfg.pack}"
             )
         return cfg.batch_size // size
 
