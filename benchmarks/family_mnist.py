@@ -129,7 +129,12 @@ def seconds_to(curve: list[dict], level: float) -> float | None:
 
 
 class Scorer:
-    """The final scores of a run, against one real reference (test digits or the val slice)."""
+    """The final scores of a run, against one real reference (test digits or the val slice).
+
+    The real digits go through the same resize as in gankit's protocol: to the model's
+    resolution (32 for the power-of-two models) and, in the classifier, back to 28, so that a
+    32 px G is not judged against sharper 28 px digits than it was trained on. The floor is
+    computed the same way at each resolution."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         from gankit.data import load_dataset
@@ -140,22 +145,39 @@ class Scorer:
         train = load_dataset("mnist", train=True, **opts)
         self.train_labels = train.labels
         if args.split == "val":
-            self.train_images = train.images[:VAL_TRAIN]
-            self.ref_images = train.images[VAL_TRAIN : VAL_TRAIN + 1000]
+            self.train28 = train.images[:VAL_TRAIN]
+            self.ref28 = train.images[VAL_TRAIN : VAL_TRAIN + 1000]
             self.ref_labels = train.labels[VAL_TRAIN : VAL_TRAIN + 1000]
         else:
             test = load_dataset("mnist", train=False, **opts)
-            self.train_images = train.images
-            self.ref_images, self.ref_labels = test.images[:1000], test.labels[:1000]
-        self.ref_feats = self.clf(self.ref_images).features.double()
-        g = torch.Generator().manual_seed(0)
-        floor_real = self.train_images[torch.randperm(len(self.train_images), generator=g)[:1000]]
-        self.floor = self.fd(self.clf(floor_real).features.double())
+            self.train28 = train.images
+            self.ref28, self.ref_labels = test.images[:1000], test.labels[:1000]
+        self.cache: dict[int, dict] = {}
 
-    def fd(self, feats: torch.Tensor) -> float:
+    def at(self, res: int) -> dict:
+        """Training and reference digits at `res`, the reference's features and the floor."""
+        from gankit.data.transforms import resize_square
+
+        if res not in self.cache:
+            train, ref = resize_square(self.train28, res), resize_square(self.ref28, res)
+            feats = self.clf(ref).features.double()
+            g = torch.Generator().manual_seed(0)
+            pick = train[torch.randperm(len(train), generator=g)[:1000]]
+            c = {"train": train, "ref": ref, "ref_feats": feats}
+            c["floor"] = self._fd(feats, self.clf(pick).features.double())
+            self.cache[res] = c
+        return self.cache[res]
+
+    @property
+    def floor(self) -> float:
+        """The floor at 32 px, where most models train."""
+        return self.at(32)["floor"]
+
+    @staticmethod
+    def _fd(a: torch.Tensor, b: torch.Tensor) -> float:
         from gankit.metrics.maths import frechet_distance, gaussian_stats
 
-        return frechet_distance(gaussian_stats(self.ref_feats), gaussian_stats(feats))
+        return frechet_distance(gaussian_stats(a), gaussian_stats(b))
 
     def variety(self, feats: torch.Tensor, labels: torch.Tensor, ref: bool) -> float:
         """Mean pairwise feature distance within a class, averaged over the classes."""
@@ -174,51 +196,51 @@ class Scorer:
         from gankit.sampling import generate, load
 
         run = load(run_dir)
+        ref = self.at(run.checkpoint.run_config.resolution)
         conditional = run.model.spec.conditional
         labels = torch.arange(1000) % 10 if conditional else None
         fake = to_uint8(generate(run, range(1000), labels))
-        out = self.clf(fake)
-        feats = out.features.double()
+        feats = self.clf(fake).features.double()
         pred = self.clf.classify(fake).argmax(1)
         shares = pred.bincount(minlength=10).double() / len(pred)
-        pr = prdc(self.ref_feats.float(), feats.float())
+        pr = prdc(ref["ref_feats"].float(), feats.float())
         result = {
-            "fd1k": self.fd(feats),
+            "floor_fd1k": ref["floor"],
+            "fd1k": self._fd(ref["ref_feats"], feats),
             "recall": pr["recall"],
             "prdc_precision": pr["precision"],
             "rarest_class_share": float(shares.min()),
-            "memo_ratio": memorisation_stats(
-                fake, self.train_images, self.ref_images, extractor=self.clf
-            )["ratio_median"],
+            "memo_ratio": memorisation_stats(fake, ref["train"], ref["ref"], extractor=self.clf)[
+                "ratio_median"
+            ],
         }
         if conditional:
             result["class_acc"] = float((pred == labels).double().mean())
             result["variety"] = self.variety(feats, labels, False) / self.variety(
-                self.ref_feats, self.ref_labels, True
+                ref["ref_feats"], self.ref_labels, True
             )
         if run.model.spec.codes:
             result["code_matched_acc"] = code_accuracy(run, self.clf)
-        result.update(self.d_overfit(run))
+        result.update(self.d_overfit(run, ref))
         return result
 
     @torch.no_grad()
-    def d_overfit(self, run) -> dict:
+    def d_overfit(self, run, ref: dict) -> dict:
         """D's mean score on 1,000 digits it trained on and on the 1,000 held-out ones: a D
         that memorises its training digits scores them higher (sigmoid for logit objectives)."""
         from gankit.data.base import to_unit_range
-        from gankit.data.transforms import resize_square
 
-        spec, res = run.model.spec, run.checkpoint.run_config.resolution
+        spec = run.model.spec
         if spec.d_output == "reconstruction":
             return {}
         D = run.model.D.eval()
         objective = run.checkpoint.run_config.train.objective or spec.objective
         out = {}
         for name, images, labels in (
-            ("d_seen", self.train_images[:1000], self.train_labels[:1000]),
-            ("d_heldout", self.ref_images, self.ref_labels),
+            ("d_seen", ref["train"][:1000], self.train_labels[:1000]),
+            ("d_heldout", ref["ref"], self.ref_labels),
         ):
-            x = to_unit_range(resize_square(images, res))
+            x = to_unit_range(images)
             s = D(x, labels if spec.conditional else None).float()
             s = s.mean(1) if s.dim() == 2 else s
             out[name] = float((s.sigmoid() if objective.startswith(("nonsat", "minimax")) else s)
@@ -250,6 +272,15 @@ def passes(row: dict, floor: float) -> dict:
     return ok
 
 
+def finish(rec: dict) -> None:
+    """Time to quality and the targets, against the floor at the run's own resolution."""
+    floor = rec["floor_fd1k"]
+    rec["fd_over_floor"] = rec["fd1k"] / floor
+    rec["seconds_to_3x"] = seconds_to(rec["fd_curve"], 3 * floor)
+    rec["seconds_to_2x"] = seconds_to(rec["fd_curve"], 2 * floor)
+    rec["passes"] = passes(rec, floor)
+
+
 def grid(run_dir: Path, path: Path) -> None:
     from gankit.sampling import sample_to_file
 
@@ -268,7 +299,6 @@ def summary_rows(result: dict) -> list[dict]:
     by: dict[str, list[dict]] = {}
     for rec in result["runs"].values():
         by.setdefault(rec["label"], []).append(rec)
-    floor = result["floor_fd1k"]
     out = []
     for label, recs in by.items():
         recs = [r for r in recs if "fd1k" in r]
@@ -288,7 +318,7 @@ def summary_rows(result: dict) -> list[dict]:
         out.append({
             "label": label, "seeds": len(recs), "nimg": med("nimg"),
             "img_per_s": med("median_img_per_s"), "fd1k": med("fd1k"), "fd_range": rng("fd1k"),
-            "fd_over_floor": med("fd1k") / floor, "recall": med("recall"),
+            "fd_over_floor": med("fd_over_floor"), "recall": med("recall"),
             "rarest": med("rarest_class_share"), "memo": med("memo_ratio"),
             "class_acc": med("class_acc"), "variety": med("variety"),
             "code_acc": med("code_matched_acc"),
@@ -346,7 +376,7 @@ def plot_curves(result: dict, path: Path) -> None:
                     marker="os^Dv"[i % 5], markersize=3, linewidth=1,
                     label=label if first else None)  # fmt: skip
             first = False
-    floor = result["floor_fd1k"]
+    floor = result["floor_fd1k"]  # at 32 px, where most models train
     for m, style in ((1, "-"), (2, "--"), (3, ":")):
         ax.axhline(m * floor, color="k", linestyle=style, linewidth=0.8,
                    label=f"{m}x floor" if m > 1 else "floor (real digits)")  # fmt: skip
@@ -377,6 +407,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_family_recipes.json")
     ap.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
     ap.add_argument("--summarise", action="store_true", help="table and figures, no training")
+    ap.add_argument("--rescore", action="store_true", help="score the recorded runs again")
     args = ap.parse_args()
     for key in ("data_root", "runs", "out", "figures"):  # the runs start in the repo's root
         setattr(args, key, getattr(args, key).resolve())
@@ -399,8 +430,20 @@ def main() -> None:
 
     peak = {p: round(peak_gflops(p), 1) for p in ("fp32", "bf16")}  # this host, this run
     print(f"host peak (3x3 conv, {args.threads} threads): {peak} GFLOP/s", flush=True)
-    result.update(machine={**machine(), "peak_gflops": peak}, split=args.split,
+    peaks = [*result.get("machine", {}).get("peaks_seen", []), peak]  # one per invocation
+    result.update(machine={**machine(), "peak_gflops": peak, "peaks_seen": peaks}, split=args.split,
                   seconds=args.seconds, threads=args.threads, floor_fd1k=scorer.floor)  # fmt: skip
+    if args.rescore:
+        for key, rec in result["runs"].items():
+            if args.only and rec["label"] not in args.only.split(","):
+                continue
+            rec.update(scorer.score(args.runs / args.split / key))
+            finish(rec)
+            print(f"[rescored] {key}: FD {rec['fd1k']:.1f} ({rec['fd_over_floor']:.2f}x)")
+            save(result, args.out)
+        print_table(result)
+        plot_curves(result, args.figures / f"{tag}-fd-curves.png")
+        return
     rows = rows_to_run(args.only)
     if args.extra and not args.tag:
         raise SystemExit("--extra needs a --tag naming the variant")
@@ -424,29 +467,35 @@ def main() -> None:
                 return
             run_dir = args.runs / args.split / key
             cmd = train_command(label, model, extra, seed, args, run_dir)
-            print(f"[train] {key}: {' '.join(cmd[3:])}", flush=True)
-            t0 = time.perf_counter()
-            log = run_dir.parent / f"{key}.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "w") as fh:
-                proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-            if proc.returncode != 0:
-                print(f"[train] {key} FAILED (exit {proc.returncode}):\n{log.read_text()[-2000:]}")
-                continue
-            wall = round(time.perf_counter() - t0, 1)
+            trained = run_dir / "trained.json"  # a run trained before, not yet scored
+            if trained.is_file() and json.loads(trained.read_text())["command"] == cmd[3:]:
+                wall = json.loads(trained.read_text())["wall_s"]
+                print(f"[train] {key}: trained before, scoring it", flush=True)
+            else:
+                print(f"[train] {key}: {' '.join(cmd[3:])}", flush=True)
+                t0 = time.perf_counter()
+                log = run_dir.parent / f"{key}.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "w") as fh:
+                    proc = subprocess.run(
+                        cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT
+                    )
+                if proc.returncode != 0:
+                    print(f"[train] {key} FAILED ({proc.returncode}):\n{log.read_text()[-2000:]}")
+                    continue
+                wall = round(time.perf_counter() - t0, 1)
+                trained.write_text(json.dumps({"command": cmd[3:], "wall_s": wall}))
             rec = {"label": label, "seed": seed, "command": "gankit " + " ".join(cmd[3:]),
                    "wall_s": wall, **training_facts(run_dir)}  # fmt: skip
             rec["fd_curve"] = fd_curve(run_dir)
             rec.update(scorer.score(run_dir))
-            rec["seconds_to_3x"] = seconds_to(rec["fd_curve"], 3 * scorer.floor)
-            rec["seconds_to_2x"] = seconds_to(rec["fd_curve"], 2 * scorer.floor)
-            rec["passes"] = passes(rec, scorer.floor)
+            finish(rec)
             if seed == seeds[0]:
                 grid(run_dir, args.figures / f"{tag}-{label}.png")
             result["runs"][key] = rec
             save(result, args.out)
             print(f"[done] {key}: {rec['nimg']:,} images, FD {rec['fd1k']:.1f} "
-                  f"({rec['fd1k'] / scorer.floor:.2f}x floor), recall {rec['recall']:.2f}, "
+                  f"({rec['fd1k'] / rec['floor_fd1k']:.2f}x floor), recall {rec['recall']:.2f}, "
                   f"rarest {rec['rarest_class_share']:.3f}, memo {rec['memo_ratio']:.2f}"
                   + (f", acc {rec['class_acc']:.3f}, variety {rec['variety']:.2f}"
                      if "class_acc" in rec else ""), flush=True)  # fmt: skip

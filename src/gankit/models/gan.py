@@ -77,6 +77,7 @@ register_model(
         config_cls=GANConfig,
         build=build,
         train_defaults={"batch_size": 64},
-        recipes={"grey28": {"batch_size": 64, "ema_kimg": 5.0}},
+        # G five times faster than D: FD 877 -> 144 in a 120 s trial (docs/family.md)
+        recipes={"grey28": {"batch_size": 64, "ema_kimg": 5.0, "lr_g": 1e-3, "lr_d": 2e-4}},
     )
 )
