@@ -56,6 +56,7 @@ def z_paths(G: torch.nn.Module, n: int = 512, seed: int = 0) -> dict:
 
 def variety(run_dir: Path, ema: bool) -> float:
     """Within-class variety of 1,000 samples against the MNIST test digits (1 = as real)."""
+    from family_mnist import class_spread  # benchmarks/ is on sys.path when a script runs
     from gankit.data import load_dataset
     from gankit.data.base import to_uint8
     from gankit.metrics.classifier import find_classifier
@@ -69,14 +70,7 @@ def variety(run_dir: Path, ema: bool) -> float:
                         root=str(ROOT.parent / "shared" / "datasets"), download=False)  # fmt: skip
     real = clf(test.images[:1000]).features.double()
 
-    def spread(f: torch.Tensor, lab: torch.Tensor) -> float:
-        per = []
-        for k in range(10):
-            x = f[lab == k]
-            per.append(float(torch.cdist(x, x).sum() / (len(x) * (len(x) - 1))))
-        return sum(per) / len(per)
-
-    return spread(fake, labels) / spread(real, test.labels[:1000])
+    return class_spread(fake, labels) / class_spread(real, test.labels[:1000])
 
 
 def main() -> None:

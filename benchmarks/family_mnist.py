@@ -128,6 +128,17 @@ def seconds_to(curve: list[dict], level: float) -> float | None:
     return None
 
 
+def class_spread(feats: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean pairwise feature distance within a class, averaged over the classes (the
+    within-class variety of a set of images, in a feature space)."""
+    per = []
+    for k in labels.unique().tolist():
+        f = feats[labels == k]
+        if len(f) >= 2:
+            per.append(float(torch.cdist(f, f).sum() / (len(f) * (len(f) - 1))))
+    return sum(per) / len(per)
+
+
 class Scorer:
     """The final scores of a run, against one real reference (test digits or the val slice).
 
@@ -179,16 +190,6 @@ class Scorer:
 
         return frechet_distance(gaussian_stats(a), gaussian_stats(b))
 
-    def variety(self, feats: torch.Tensor, labels: torch.Tensor, ref: bool) -> float:
-        """Mean pairwise feature distance within a class, averaged over the classes."""
-        per = []
-        for k in range(10):
-            f = feats[labels == k]
-            if len(f) >= 2:
-                d = torch.cdist(f, f)
-                per.append(float(d.sum() / (len(f) * (len(f) - 1))))
-        return sum(per) / len(per)
-
     def score(self, run_dir: Path) -> dict:
         from gankit.data.base import to_uint8
         from gankit.metrics.maths import prdc
@@ -216,8 +217,8 @@ class Scorer:
         }
         if conditional:
             result["class_acc"] = float((pred == labels).double().mean())
-            result["variety"] = self.variety(feats, labels, False) / self.variety(
-                ref["ref_feats"], self.ref_labels, True
+            result["variety"] = class_spread(feats, labels) / class_spread(
+                ref["ref_feats"], self.ref_labels
             )
         if run.model.spec.codes:
             result["code_matched_acc"] = code_accuracy(run, self.clf)

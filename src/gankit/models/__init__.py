@@ -219,12 +219,18 @@ def check_pack(spec: ModelSpec, pack: int) -> None:
     """A UserError when `spec`'s D cannot judge packs of `pack` samples."""
     if pack < 1:
         raise UserError(f"pack must be >= 1 (got {pack})")
-    if pack > 1 and (spec.conditional or spec.codes or spec.d_output != "logit"):
+    if pack > 1 and not packable(spec):
+        ok = ", ".join(n for n, s in MODELS.items() if packable(s))
         raise UserError(
             f"pack={pack} needs an unconditional model whose D gives one score per image; "
             f"{spec.name}'s D {'takes labels' if spec.conditional else 'does more'} "
-            "(PacGAN packs gan, dcgan, lsgan, wgan, wgan-gp, stylegan)"
+            f"(PacGAN packs {ok})"
         )
+
+
+def packable(spec: ModelSpec) -> bool:
+    """Whether PacGAN's packing fits `spec`'s D: unlabelled images in, one score each out."""
+    return not (spec.conditional or spec.codes or spec.d_output != "logit")
 
 
 def create_model(name: str, *, pack: int = 1, **overrides: Any) -> Model:
