@@ -37,6 +37,24 @@ def _conv(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, stride, 1), nn.ELU(inplace=True)]
 
 
+# sqrt(1 / E[ELU(x)^2]) for x ~ N(0, 1): the gain that keeps a unit variance through ELU
+ELU_GAIN = 1.245  # E[ELU(x)^2] = 0.645
+
+
+def init_signal_preserving(layers: list[nn.Module]) -> None:
+    """He-style init, zero biases: each layer keeps its input's variance (gain ELU_GAIN before
+    an ELU, 1 before nothing). PyTorch's default init scales each layer's spread by about 0.55
+    here, and BEGAN stacks 9 convs in the encoder and 7 in the decoder: at the default init
+    D's reconstruction varied with its input by 1e-7 (G's output with z by 0.005), so D
+    started as a constant and sat at the trivial median-digit answer for hundreds of steps."""
+    for i, layer in enumerate(layers):
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            before_elu = i + 1 < len(layers) and isinstance(layers[i + 1], nn.ELU)
+            fan_in = layer.weight[0].numel()
+            nn.init.normal_(layer.weight, std=(ELU_GAIN if before_elu else 1.0) / fan_in**0.5)
+            nn.init.zeros_(layer.bias)
+
+
 def _stages(resolution: int) -> int:
     """Doublings from the 8x8 base to `resolution` (0 at 8x8, 2 at 32x32)."""
     return check_resolution_pow2("began", resolution, minimum=BASE) - 3
@@ -70,6 +88,7 @@ class Decoder(nn.Module):
         if tanh:
             layers.append(nn.Tanh())
         self.main = nn.Sequential(*layers)
+        init_signal_preserving([self.fc, *self.main])
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.main(self.fc(h).view(h.shape[0], self.width, BASE, BASE))
@@ -90,6 +109,7 @@ class Encoder(nn.Module):
                 layers += _conv(w, w + width, stride=2)
         self.main = nn.Sequential(*layers)
         self.fc = nn.Linear(width * (stages + 1) * BASE * BASE, h_dim)
+        init_signal_preserving([*self.main, self.fc])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.main(x).reshape(x.shape[0], -1))
