@@ -33,8 +33,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--lrs", default="1e-4,1e-3")
-    ap.add_argument("--inits", default="signal,default",
-                    help="signal: the model's own init; default: PyTorch's layer defaults")
+    ap.add_argument(
+        "--inits",
+        default="signal,default",
+        help="signal: the model's own init; default: PyTorch's layer defaults",
+    )
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "datasets")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_began_ae.json")
