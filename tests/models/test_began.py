@@ -163,8 +163,10 @@ def _rc(**train) -> RunConfig:
         ema_kimg=0.05,
         lr_g=1e-3,
         lr_d=1e-3,
-        # a large lambda_k makes k_t matter within a few steps, so a lost k shows
-        objective="began:lambda_k=0.5",
+        # a large lambda_k makes k_t matter within a few steps, so a lost k shows; gamma 1
+        # keeps k off its floor of 0 here (G's first images are reconstructed better than the
+        # real ones, so at gamma 0.5 k would stay clipped at 0 and resume would test nothing)
+        objective="began:lambda_k=0.5:gamma=1",
     )
     return RunConfig(
         model="began", model_config=tiny_overrides("began"), train=apply_overrides(base, train)
