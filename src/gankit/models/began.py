@@ -69,9 +69,9 @@ class Decoder(nn.Module):
         channels: output channels.
         in_dim: size of the input vector (z for G, the bottleneck code for D).
         width: channels of every hidden layer (the paper's n).
-        tanh: squash the output to [-1, 1]. G needs it (samples live in the data range); D's
-            decoder stays linear, because a tanh cannot reach the -1 of an MNIST background
-            and D would push its pre-activations towards -infinity chasing an L1 error of 0.
+        tanh: squash the output to [-1, 1]. Neither network uses it: a tanh cannot reach the
+            -1 of an MNIST background, so D would push its pre-activations towards -infinity
+            chasing an L1 error of 0, and G's saturates (see Generator).
     """
 
     def __init__(self, resolution: int, channels: int, in_dim: int, width: int, tanh: bool) -> None:
@@ -116,15 +116,24 @@ class Encoder(nn.Module):
 
 
 class Generator(nn.Module):
-    """G(z): the BEGAN decoder with a tanh output."""
+    """G(z): the BEGAN decoder with a linear output, as in the paper, clamped to the data
+    range [-1, 1] in eval mode (samples, metrics, grids).
+
+    A tanh output (our first version) stalls G on digits: D first reconstructs every image
+    as a near-median, mostly black digit, so G's quickest gain is a black image; its
+    pre-activations run far negative, the tanh saturates and G's gradient is gone for good
+    (a 120 s run ended with G at -0.999 on every pixel while D reconstructed that image with
+    an error of 0.16). A linear output keeps the gradient; in training D sees G's raw output.
+    """
 
     def __init__(self, cfg: BEGANConfig) -> None:
         super().__init__()
         self.z_dim, self.num_classes = cfg.nz, 0
-        self.net = Decoder(cfg.resolution, cfg.channels, cfg.nz, cfg.ngf, tanh=True)
+        self.net = Decoder(cfg.resolution, cfg.channels, cfg.nz, cfg.ngf, tanh=False)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(z)
+        x = self.net(z)
+        return x if self.training else x.clamp(-1.0, 1.0)
 
 
 class Discriminator(nn.Module):

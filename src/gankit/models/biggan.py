@@ -270,6 +270,8 @@ register_model(
             "n_critic": 1,
             "batch_size": 64,
         },
-        recipes={"grey28": {"batch_size": 64, "ema_kimg": 5.0}},
+        # bf16 where the host runs it fast: 347 img/s against 213 in fp32 in the 120 s
+        # trials (FD 831 against 1,117); hinge, SN, conditional BN and ortho stay
+        recipes={"grey28": {"batch_size": 64, "ema_kimg": 5.0, "precision": "auto"}},
     )
 )
