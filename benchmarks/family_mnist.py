@@ -468,8 +468,12 @@ def main() -> None:
                 return
             run_dir = args.runs / args.split / key
             cmd = train_command(label, model, extra, seed, args, run_dir)
-            trained = run_dir / "trained.json"  # a run trained before, not yet scored
-            if trained.is_file() and json.loads(trained.read_text())["command"] == cmd[3:]:
+            # a run trained before but not yet scored (a slice cut short while scoring). Not
+            # under --only: a redo retrains, as the recipe may have changed since, and the
+            # command line alone does not show that (the recipe is resolved inside gankit).
+            trained = run_dir / "trained.json"
+            reuse = not args.only and trained.is_file()
+            if reuse and json.loads(trained.read_text())["command"] == cmd[3:]:
                 wall = json.loads(trained.read_text())["wall_s"]
                 print(f"[train] {key}: trained before, scoring it", flush=True)
             else:
