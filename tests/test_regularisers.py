@@ -179,10 +179,12 @@ def test_without_clipping_the_same_critic_leaves_the_bound(tmp_path):
     assert max(p.abs().max().item() for p in tr.D.parameters()) > 0.01
 
 
-def test_wgan_gp_setup(tmp_path):
-    tr = _trainer("wgan-gp", tmp_path)
+@pytest.mark.parametrize("preset, betas", [("paper", (0.0, 0.9)), ("grey28", (0.5, 0.9))])
+def test_wgan_gp_setup(tmp_path, preset, betas):
+    # the paper's Adam(0, 0.9); the grey28 recipe (the default on digits) takes beta1 0.5
+    tr = _trainer("wgan-gp", tmp_path, preset=preset)
     assert isinstance(tr.opt_D, torch.optim.Adam)
-    assert tr.opt_D.defaults["betas"] == (0.0, 0.9) and tr.cfg.n_critic == 5
+    assert tr.opt_D.defaults["betas"] == betas and tr.cfg.n_critic == 5
     assert [r.name for r in tr.regularisers] == ["gp"] and tr.regularisers[0].weight == 10
     assert not any(isinstance(m, nn.BatchNorm2d) for m in tr.D.modules())
     logs = tr.train_step()
