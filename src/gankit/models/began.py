@@ -69,12 +69,13 @@ class Decoder(nn.Module):
         channels: output channels.
         in_dim: size of the input vector (z for G, the bottleneck code for D).
         width: channels of every hidden layer (the paper's n).
-        tanh: squash the output to [-1, 1]. Neither network uses it: a tanh cannot reach the
-            -1 of an MNIST background, so D would push its pre-activations towards -infinity
-            chasing an L1 error of 0, and G's saturates (see Generator).
+
+    The output is linear, in both networks: a tanh cannot reach the -1 of an MNIST
+    background, so D would push its pre-activations towards -infinity chasing an L1 error of
+    0, and G's tanh saturates (see Generator).
     """
 
-    def __init__(self, resolution: int, channels: int, in_dim: int, width: int, tanh: bool) -> None:
+    def __init__(self, resolution: int, channels: int, in_dim: int, width: int) -> None:
         super().__init__()
         stages = _stages(resolution)
         self.width = width
@@ -85,8 +86,6 @@ class Decoder(nn.Module):
             if i < stages:
                 layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
         layers.append(nn.Conv2d(width, channels, 3, 1, 1))
-        if tanh:
-            layers.append(nn.Tanh())
         self.main = nn.Sequential(*layers)
         init_signal_preserving([self.fc, *self.main])
 
@@ -129,7 +128,7 @@ class Generator(nn.Module):
     def __init__(self, cfg: BEGANConfig) -> None:
         super().__init__()
         self.z_dim, self.num_classes = cfg.nz, 0
-        self.net = Decoder(cfg.resolution, cfg.channels, cfg.nz, cfg.ngf, tanh=False)
+        self.net = Decoder(cfg.resolution, cfg.channels, cfg.nz, cfg.ngf)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         x = self.net(z)
@@ -143,7 +142,7 @@ class Discriminator(nn.Module):
         super().__init__()
         self.num_classes = 0
         self.encoder = Encoder(cfg.resolution, cfg.channels, cfg.ndf, cfg.h_dim)
-        self.decoder = Decoder(cfg.resolution, cfg.channels, cfg.h_dim, cfg.ndf, tanh=False)
+        self.decoder = Decoder(cfg.resolution, cfg.channels, cfg.h_dim, cfg.ndf)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(self.encoder(x))
