@@ -13,7 +13,8 @@ categorical code's matched accuracy for InfoGAN. The floor is the real training 
 the same test digits.
 
 Resumable: every finished run is recorded in the JSON at once and skipped on a rerun;
-`--only MODEL[,MODEL]` redoes those rows; `--slice-minutes` stops starting runs after that long.
+`--only MODEL[,MODEL]` redoes those rows (with `--seeds`, only those seeds' runs);
+`--slice-minutes` stops starting runs after that long.
 
     python benchmarks/family_mnist.py                           # the table: 14 rows x 3 seeds
     python benchmarks/family_mnist.py --only dcgan,wgan         # redo two rows
@@ -451,8 +452,9 @@ def main() -> None:
     if args.tag:
         rows = {f"{k}@{args.tag}": (m, [*x, *args.extra.split()]) for k, (m, x) in rows.items()}
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    if args.only:  # redo those rows: forget their old runs
-        result["runs"] = {k: v for k, v in result["runs"].items() if v["label"] not in rows}
+    if args.only:  # redo those rows for the seeds asked: forget those runs, keep the others
+        result["runs"] = {k: v for k, v in result["runs"].items()
+                          if v["label"] not in rows or v["seed"] not in seeds}  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     t_start = time.time()
     for seed in seeds:  # a whole seed round first, so a cut-short slice covers every row
@@ -495,8 +497,9 @@ def main() -> None:
             rec["fd_curve"] = fd_curve(run_dir)
             rec.update(scorer.score(run_dir))
             finish(rec)
-            if seed == seeds[0]:
-                grid(run_dir, args.figures / f"{tag}-{label}.png")
+            fig = args.figures / f"{tag}-{label}.png"
+            if seed == 0 or (seed == seeds[0] and not fig.exists()):  # keep seed 0's grid
+                grid(run_dir, fig)
             result["runs"][key] = rec
             save(result, args.out)
             print(f"[done] {key}: {rec['nimg']:,} images, FD {rec['fd1k']:.1f} "
