@@ -94,7 +94,7 @@ def check_run_config(
             to_dict(cfg),
             strict=True,
             advice="its metadata cannot be right",
-            pack=rc.train.pack,
+            **rc.train.d_options(),
             **kw,
         )
     except UserError as exc:

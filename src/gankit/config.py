@@ -77,6 +77,11 @@ class TrainConfig:
     pack: int = setting(
         1, "PacGAN: D judges this many samples at once, stacked (unconditional models)"
     )
+    mbstd: bool = setting(
+        False,
+        "minibatch std (ProGAN): D also sees how much its batch's images vary, as one more "
+        "input plane; per label for conditional models, against collapse within a class",
+    )
     augment: str | None = setting(
         None,
         "augment every image D sees, for small data: diffaug[:color,translation,cutout] "
@@ -159,6 +164,11 @@ class TrainConfig:
     deterministic: bool = setting(
         False, "deterministic kernels only (for GPUs; CPU runs already are)"
     )
+
+    def d_options(self) -> dict[str, Any]:
+        """What the run changes in D itself (`create_model`'s keywords): every place that
+        builds a run's model passes these, so a loaded D is the one that was trained."""
+        return {"pack": self.pack, "mbstd": self.mbstd}
 
     def validate(self) -> None:
         """Raise a UserError for values that make no sense."""

@@ -94,7 +94,7 @@ def load(
     ck = load_checkpoint(run_or_ckpt)
     rc = ck.run_config  # checked against the file's tensors and the size limit by the loader
     name = rc.model
-    model = create_model(name, pack=rc.train.pack, **rc.model_config)
+    model = create_model(name, **rc.train.d_options(), **rc.model_config)
     use_ema = ema and ck.has("G_ema")
     prefix = "G_ema" if use_ema else "G"
     try:

@@ -256,8 +256,8 @@ def random_discriminator(run: Any, seed: int | None = None) -> tuple[nn.Module, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         # the config the loader checked and the run was built from, never the raw metadata
-        pack = run.checkpoint.run_config.train.pack
-        D = create_model(run.model.name, pack=pack, **run.model.config_dict()).D
+        options = run.checkpoint.run_config.train.d_options()
+        D = create_model(run.model.name, **options, **run.model.config_dict()).D
     return D.to(run.device).eval(), seed
 
 

@@ -215,6 +215,67 @@ class PackedDiscriminator(nn.Module):
         return self.inner(x.reshape(n // self.pack, self.pack * x.shape[1], *x.shape[2:]))
 
 
+def batch_spread(x: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """How much the images of a batch vary: one image-sized plane per sample, [N, 1, H, W].
+
+    The per-pixel std over the batch (or, given labels, over the samples of the same label),
+    averaged over pixels and channels: ProGAN's minibatch standard deviation on the input.
+    A generator that draws one image per class makes its plane ~0 where real digits of a class
+    keep theirs, which D can see; a sample alone in its label's group gets ~0 too.
+    """
+    n = x.shape[0]
+    flat = x.float().flatten(1)
+    if y is None:
+        spread = (flat - flat.mean(0)).square().mean(0).add(1e-8).sqrt().mean().expand(n)
+    else:
+        onehot = nn.functional.one_hot(y.long(), num_classes).float()  # [N, K]
+        count = onehot.sum(0).clamp_min(1.0)[:, None]
+        mean = onehot.T @ flat / count  # [K, P]
+        var = onehot.T @ (flat - mean[y]).square() / count
+        spread = var.add(1e-8).sqrt().mean(1)[y]  # [N]
+    plane = spread.to(x.dtype).view(n, 1, 1, 1).expand(n, 1, *x.shape[2:])
+    last = x.dim() == 4 and not x.is_contiguous()
+    last = last and x.is_contiguous(memory_format=torch.channels_last)
+    return plane.contiguous(memory_format=torch.channels_last if last else torch.contiguous_format)
+
+
+class SpreadDiscriminator(nn.Module):
+    """D that also sees `batch_spread` of its batch as one more input channel (`--mbstd`).
+
+    Per label for a conditional D, against the collapse within each class that an image-wise
+    D cannot see (each sample looks like a real digit of its class); over the whole batch for
+    an unconditional one. The objectives call D on real and fake batches apart, so a plane
+    never mixes the two. The inner D is the model's own, built for one more channel.
+    """
+
+    def __init__(self, inner: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.inner, self.num_classes = inner, num_classes
+        self.conditional = num_classes > 0
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        plane = batch_spread(x, y if self.conditional else None, self.num_classes)
+        return self.inner(torch.cat([x, plane], dim=1), y)
+
+    def q(self, x: torch.Tensor) -> Any:
+        """InfoGAN's Q head on the same input D's score sees (only where the inner D has one)."""
+        return self.inner.q(torch.cat([x, batch_spread(x, None, 0)], dim=1))
+
+
+def check_mbstd(spec: ModelSpec, mbstd: bool, pack: int) -> None:
+    """A UserError when `spec`'s D cannot take the spread plane (`--mbstd`)."""
+    if not mbstd:
+        return
+    if spec.d_output != "logit":
+        ok = ", ".join(n for n, s in MODELS.items() if s.d_output == "logit")
+        raise UserError(
+            f"--mbstd needs a D that scores images; {spec.name}'s D returns a "
+            f"{spec.d_output} (models that take it: {ok})"
+        )
+    if pack > 1:
+        raise UserError("--mbstd and --pack both show D the batch's variety: choose one")
+
+
 def check_pack(spec: ModelSpec, pack: int) -> None:
     """A UserError when `spec`'s D cannot judge packs of `pack` samples."""
     if pack < 1:
@@ -233,20 +294,27 @@ def packable(spec: ModelSpec) -> bool:
     return not (spec.conditional or spec.codes or spec.d_output != "logit")
 
 
-def create_model(name: str, *, pack: int = 1, **overrides: Any) -> Model:
+def create_model(name: str, *, pack: int = 1, mbstd: bool = False, **overrides: Any) -> Model:
     """Build model `name` from its default config updated by `overrides`.
 
-    `pack` > 1 wraps a D built for pack x the channels in a `PackedDiscriminator` (PacGAN).
+    `pack` > 1 wraps a D built for pack x the channels in a `PackedDiscriminator` (PacGAN);
+    `mbstd` one built for one more channel in a `SpreadDiscriminator`.
 
     Example: `create_model("dcgan", resolution=32, channels=1)`.
     """
     spec = MODELS.get(name)
     cfg = make_config(name, overrides)
     check_pack(spec, pack)
+    check_mbstd(spec, mbstd, pack)
     G, D = spec.build(cfg)
     if pack > 1:
         _, inner = spec.build(replace(cfg, channels=cfg.channels * pack))
         D = PackedDiscriminator(inner, pack)
+    if mbstd:
+        _, inner = spec.build(replace(cfg, channels=cfg.channels + 1))
+        D = SpreadDiscriminator(
+            inner, int(getattr(cfg, "num_classes", 0)) if spec.conditional else 0
+        )
     return Model(spec=spec, config=cfg, G=G, D=D)
 
 
@@ -293,7 +361,12 @@ def _at_most_modules(limit: int) -> Iterator[None]:
 
 
 def meta_model(
-    name: str, config: Mapping[str, Any], *, max_modules: int = MAX_MODULES, pack: int = 1
+    name: str,
+    config: Mapping[str, Any],
+    *,
+    max_modules: int = MAX_MODULES,
+    pack: int = 1,
+    mbstd: bool = False,
 ) -> Model:
     """Model `name` built on the meta device: every shape, no memory for any weight.
 
@@ -304,14 +377,14 @@ def meta_model(
         name: registry name.
         config: model config fields (strictly parsed, as `create_model` does).
         max_modules: refuse builds registering more parameters and sub-modules than this.
-        pack: PacGAN's packing of D (see `create_model`).
+        pack, mbstd: D's options (see `create_model`).
     Raises:
         UserError: an unknown name, a bad config, a build over `max_modules`, or weights
             whose size overflows; other exceptions of the networks' constructors pass through.
     """
     try:
         with torch.device("meta"), _at_most_modules(max_modules):
-            return create_model(name, pack=pack, **config)
+            return create_model(name, pack=pack, mbstd=mbstd, **config)
     except _TooManyModules:
         raise UserError(
             f"{name} with this config has more than {max_modules:,} layers and weights; "
@@ -339,6 +412,7 @@ def check_size(
     max_modules: int = MAX_MODULES,
     advice: str = "lower ngf/ndf (or hidden)",
     pack: int = 1,
+    mbstd: bool = False,
 ) -> Model | None:
     """Refuse networks whose training state cannot fit in memory (`--set ngf=100000`),
     counted on the meta device so that nothing is allocated. `train` and the checkpoint
@@ -351,14 +425,14 @@ def check_size(
             file must be checkable); otherwise None is returned and the real build decides.
         max_modules: see `meta_model`.
         advice: what to do about a model that is too big (the end of the message).
-        pack: PacGAN's packing of D (see `create_model`).
+        pack, mbstd: D's options (see `create_model`).
     Returns:
         The model built on the meta device (None when not strict and it could not be built).
     """
     from ..data.common import memory_budget
 
     try:
-        m = meta_model(name, config, max_modules=max_modules, pack=pack)
+        m = meta_model(name, config, max_modules=max_modules, pack=pack, mbstd=mbstd)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 (a constructor's own failure, reported in one line)

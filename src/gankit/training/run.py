@@ -26,6 +26,7 @@ from ..models import (
     DATA_KINDS,
     MODELS,
     PAPER,
+    check_mbstd,
     check_pack,
     check_size,
     create_model,
@@ -165,6 +166,7 @@ def resolve_train_config(model: str, data: str, overrides: Mapping[str, Any]) ->
     objective = create_objective(cfg.objective or spec.objective)  # a typo fails here
     spec.check_objective(objective.name)
     check_pack(spec, cfg.pack)  # PacGAN packs only a D that scores unlabelled images
+    check_mbstd(spec, cfg.mbstd, cfg.pack)
     create_regularisers(cfg.reg, model=spec)  # a term the model cannot take fails here
     create_augmentation(cfg, objective)  # an unknown op, or ADA with a critic, fails here
     return cfg
@@ -225,8 +227,8 @@ def prepare_training(
     cfg = make_config(model, mo)
     # Shapes and size checked on the meta device, before a folder is made or a weight is
     # allocated; a config the meta build cannot take is left to a real build to refuse.
-    if check_size(model, to_dict(cfg), pack=tcfg.pack) is None:
-        create_model(model, pack=tcfg.pack, **to_dict(cfg))
+    if check_size(model, to_dict(cfg), **tcfg.d_options()) is None:
+        create_model(model, **tcfg.d_options(), **to_dict(cfg))
     _check_runnable(tcfg, ds)
     return RunConfig(model=model, model_config=to_dict(cfg), train=tcfg), ds
 

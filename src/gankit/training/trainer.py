@@ -140,7 +140,7 @@ class Trainer:
     def _build(self) -> None:
         """G, D (and G_ema) on the device, the precision, objective, regularisers, optimisers."""
         cfg, rc = self.cfg, self.run_config
-        self.model = create_model(rc.model, pack=cfg.pack, **rc.model_config)
+        self.model = create_model(rc.model, **cfg.d_options(), **rc.model_config)
         self.conditional = self.model.spec.conditional
         self.num_classes = int(self.model.config.num_classes)
         self.precision = run_precision(cfg, self.device, self.world)
