@@ -116,7 +116,7 @@ def test_every_model_trains_under_ddp(tmp_path):
         w0 = load_file(str(out / f"{name}.0.safetensors"))
         w1 = load_file(str(out / f"{name}.1.safetensors"))
         assert all(torch.isfinite(v.float()).all() for v in w0.values()), name
-        m = create_model(name, **tiny_overrides(name))
+        m = create_model(name, **_rc(name).train.d_options(), **tiny_overrides(name))
         buffers = {f"{net}.{b}" for net in ("G", "D", "G_ema") for b, _ in
                    getattr(m, net[0]).named_buffers()}  # fmt: skip
         # the ranks apply the same averaged gradients: identical weights and Adam moments;
