@@ -131,6 +131,17 @@ def test_conditional_batch_norm_uses_the_shared_embedding_and_its_z_chunk():
         assert G.shared.weight.grad is not None and G.shared.weight.grad[0].abs().sum() > 0
 
 
+def test_shared_scale_scales_the_orthogonal_class_embedding():
+    """shared_scale=1 is BigGAN's orthogonal init (rows of norm 1 with 10 classes <= 128 dims);
+    another scale multiplies that same init, and a non-positive one is refused."""
+    base = tiny().G.shared.weight.detach()
+    torch.testing.assert_close(base @ base.t(), torch.eye(base.shape[0]), atol=1e-5, rtol=0)
+    scaled = tiny(shared_scale=4.0).G.shared.weight.detach()
+    torch.testing.assert_close(scaled, 4.0 * base)
+    with pytest.raises(UserError, match="shared_scale"):
+        tiny(shared_scale=0.0)
+
+
 def test_projection_discriminator():
     m = tiny()
     D = m.D.eval()
