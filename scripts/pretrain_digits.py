@@ -13,7 +13,9 @@ A grid of its samples is written beside the run (runs/pretrained/NAME/samples.pn
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,9 @@ from gankit import train
 from gankit.checkpoint import load_checkpoint, save_checkpoint
 from gankit.pretrained import PRETRAINED, folder
 from gankit.sampling import sample_to_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from speed import peak_gflops  # noqa: E402  (the benchmarks' measure of the host)
 
 # name -> (model, model options, training options): small widths keep each file near 1 MB.
 RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
@@ -70,7 +75,10 @@ def _cpu_seconds() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=300.0, help="training budget per model")
+    ap.add_argument("--kimg", type=float, help="stop after this many thousand images instead")
     ap.add_argument("--only", help="comma-separated recipe names (default: all)")
+    ap.add_argument("--options", default="{}", help="JSON training options added (trials)")
+    ap.add_argument("--pack-to", type=Path, help="write the file here, not into the package")
     ap.add_argument("--runs", default="runs/pretrained", help="where the training runs go")
     # One thread: on the shared 2-core machine these were trained on, two threads ran 7x
     # slower than one (1,408 against 10,112 images in 20 s, measured).
@@ -79,8 +87,11 @@ def main() -> None:
     names = args.only.split(",") if args.only else list(RECIPES)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    peak = {p: round(peak_gflops(p), 1) for p in ("fp32", "bf16")}  # this host, now
+    print(f"host peak (3x3 conv, {args.threads} thread(s)): {peak} GFLOP/s", flush=True)
     for name in names:
         model, model_options, options = RECIPES[name]
+        options = {**options, **json.loads(args.options)}
         run_dir = Path(args.runs) / name
         started, cpu = time.perf_counter(), _cpu_seconds()
         result = train(
@@ -89,15 +100,22 @@ def main() -> None:
             run_dir=run_dir,
             overwrite=True,
             model_overrides=model_options,
-            max_seconds=args.seconds,
-            kimg=10_000,
+            max_seconds=None if args.kimg else args.seconds,
+            kimg=args.kimg or 10_000,
             seed=0,
             **options,
         )
         seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
-        trained = {"seconds": round(seconds), "cpu_seconds": round(cpu), "threads": args.threads}
-        out = pack(run_dir, folder() / f"{name}.safetensors", name, trained)
-        grid = sample_to_file(f"pretrained:{name}", run_dir / "samples.png")
+        trained = {
+            "seconds": round(seconds),
+            "cpu_seconds": round(cpu),
+            "threads": args.threads,
+            "images": result.nimg,
+            "options": options,
+            "peak_gflops": peak,
+        }
+        out = pack(run_dir, (args.pack_to or folder()) / f"{name}.safetensors", name, trained)
+        grid = sample_to_file(out, run_dir / "samples.png")
         print(
             f"{name}: {model}, {result.nimg} images in {seconds:.0f} s ({cpu:.0f} s of CPU, "
             f"{args.threads} thread(s)) -> {out} "
