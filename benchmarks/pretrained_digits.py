@@ -20,19 +20,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
+from family_mnist import class_spread  # one definition of within-class variety
 from machine_info import machine  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from family_mnist import class_spread  # noqa: E402  (one definition of variety)
 
 
-def score(source: str, clf, train: torch.Tensor, test: torch.Tensor, test_labels) -> dict:
+def reference(clf, train: torch.Tensor, test: torch.Tensor) -> dict:
+    """The test digits' features and the floor (1,000 training digits against them), once."""
+    from gankit.metrics.maths import frechet_distance, gaussian_stats
+
+    ref = clf(test).features.double()
+    g = torch.Generator().manual_seed(0)
+    pick = train[torch.randperm(len(train), generator=g)[:1000]]
+    floor = frechet_distance(gaussian_stats(ref), gaussian_stats(clf(pick).features.double()))
+    return {"feats": ref, "floor": floor}
+
+
+def score(source: str, clf, train: torch.Tensor, test: torch.Tensor, test_labels, ref) -> dict:
     """The scores of one generator against the test digits (all images uint8 at 32 px)."""
     from gankit.data.base import to_uint8
     from gankit.metrics.maths import frechet_distance, gaussian_stats, prdc
@@ -44,9 +53,7 @@ def score(source: str, clf, train: torch.Tensor, test: torch.Tensor, test_labels
     labels = torch.arange(1000) % 10 if conditional else None
     fake = to_uint8(generate(run, range(1000), labels))
     feats = clf(fake).features.double()
-    ref = clf(test).features.double()
-    g = torch.Generator().manual_seed(0)
-    pick = train[torch.randperm(len(train), generator=g)[:1000]]
+    floor, ref = ref["floor"], ref["feats"]
     pred = clf.classify(fake).argmax(1)
     shares = pred.bincount(minlength=10).double() / len(pred)
     pr = prdc(ref.float(), feats.float())
@@ -55,9 +62,7 @@ def score(source: str, clf, train: torch.Tensor, test: torch.Tensor, test_labels
         "model": run.model.name,
         "trained": run.checkpoint.meta.get("pretrained", {}),
         "fd1k": frechet_distance(gaussian_stats(ref), gaussian_stats(feats)),
-        "floor_fd1k": frechet_distance(
-            gaussian_stats(ref), gaussian_stats(clf(pick).features.double())
-        ),
+        "floor_fd1k": floor,
         "recall": pr["recall"],
         "precision": pr["precision"],
         "rarest_class_share": float(shares.min()),
@@ -87,9 +92,10 @@ def main() -> None:
     train = load_dataset("digits", resolution=32, train=True)
     test = load_dataset("digits", resolution=32, train=False)
     result = json.loads(args.out.read_text()) if args.out.is_file() else {"scores": {}}
+    ref = reference(clf, train.images, test.images)
     rows = {}
     for source in args.models.split(","):
-        row = score(source, clf, train.images, test.images, test.labels)
+        row = score(source, clf, train.images, test.images, test.labels, ref)
         stem = Path(source.replace("pretrained:", "")).name
         grid = args.figures / f"pretrained-{stem}-{args.tag}.png"
         sample_to_file(source, grid, seeds=list(range(10 if "class_acc" in row else 100)))
