@@ -96,7 +96,7 @@ def main() -> None:
     rows = {}
     for source in args.models.split(","):
         row = score(source, clf, train.images, test.images, test.labels, ref)
-        stem = Path(source.replace("pretrained:", "")).name
+        stem = Path(source.replace("pretrained:", "")).name.removesuffix(".safetensors")
         grid = args.figures / f"pretrained-{stem}-{args.tag}.png"
         sample_to_file(source, grid, seeds=list(range(10 if "class_acc" in row else 100)))
         row["grid"] = str(grid.relative_to(ROOT)) if grid.is_relative_to(ROOT) else str(grid)

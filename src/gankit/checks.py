@@ -144,14 +144,17 @@ def _check_checkpoint(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) ->
     raw = meta["run_config"]
     if isinstance(raw, dict) and meta.get("model") != raw.get("model"):
         raise UserError(f"its model {_short(meta.get('model'))} is not its run config's")
-    count = {p: sum(k.startswith(p + ".") for k in tensors) for p in ("G", "D")}
+    count = {p: sum(k.startswith(p + ".") for k in tensors) for p in ("G", "D", "G_ema")}
+    # A shipped generator (gankit/pretrained) may leave out G: it is sampled from G_ema only.
+    sampling_only = "pretrained" in meta and not count["G"] and count["G_ema"] > 0
     for net in ("G", "D"):
-        if not count[net]:
+        if not count[net] and not (net == "G" and sampling_only):
             raise UserError(f"holds no {net} weights")
     # A build registers about two parameters and modules per state_dict entry; far more means
     # a config (a layer count) that does not describe these tensors, and is stopped early.
-    rc, model = check_run_config(raw, max_modules=4 * (count["G"] + count["D"]) + 256)
-    _check_weights(rc, model, tensors)
+    g = count["G_ema"] if sampling_only else count["G"]
+    rc, model = check_run_config(raw, max_modules=4 * (g + count["D"]) + 256)
+    _check_weights(rc, model, tensors, sampling_only)
     _check_optimizers(model, meta.get("optim"), tensors)
     _check_rng(tensors)
     _check_training_state(rc, meta)
@@ -159,13 +162,18 @@ def _check_checkpoint(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) ->
     return current_run_config(rc, meta.get("data"))
 
 
-def _check_weights(rc: RunConfig, model: Model, tensors: dict[str, torch.Tensor]) -> None:
-    """The file's network tensors against the meta networks: names and shapes, both ways."""
+def _check_weights(
+    rc: RunConfig, model: Model, tensors: dict[str, torch.Tensor], sampling_only: bool = False
+) -> None:
+    """The file's network tensors against the meta networks: names and shapes, both ways
+    (a sampling-only file: G_ema and D, without G)."""
     expected = {"G": model.G.state_dict(), "D": model.D.state_dict()}
     if rc.train.ema:
         expected["G_ema"] = expected["G"]
     elif any(k.startswith("G_ema.") for k in tensors):
         raise UserError("holds G_ema weights but its run config has ema off")
+    if sampling_only:
+        del expected["G"]
     for prefix, sd in expected.items():
         p = prefix + "."
         have = {k[len(p) :]: tuple(v.shape) for k, v in tensors.items() if k.startswith(p)}

@@ -96,6 +96,8 @@ def load(
     name = rc.model
     model = create_model(name, **rc.train.d_options(), **rc.model_config)
     use_ema = ema and ck.has("G_ema")
+    if not use_ema and not ck.has("G"):  # a shipped generator keeps G_ema only
+        raise UserError(f"{ck.path} holds G_ema only (no G): drop --no-ema")
     prefix = "G_ema" if use_ema else "G"
     try:
         model.G.load_state_dict(ck.part(prefix))

@@ -3,8 +3,9 @@
 `pretrained:NAME` stands wherever a run folder or checkpoint is asked for (`gankit sample`,
 `serve`, `eval` and the analyses). Each is an ordinary gankit checkpoint file (safetensors +
 JSON, written through `gankit.checkpoint` by scripts/pretrain_digits.py) and is read by the
-same checked loader as every run. It holds no optimiser state, so it cannot be resumed; what a
-command would write beside a run goes to the current folder instead.
+same checked loader as every run. It holds G_ema and D but not G, and no optimiser state, so
+it cannot be resumed (nor sampled with --no-ema); what a command would write beside a run goes
+to the current folder instead.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ PREFIX = "pretrained:"
 
 # name -> what it is (`gankit models` lists them).
 PRETRAINED: dict[str, str] = {
-    "cgan-digits": "class-conditional DCGAN (cdcgan, ngf = ndf = 32) on the embedded digits, "
-    "32x32; --class 0-9",
-    "dcgan-digits": "DCGAN (ngf = ndf = 32) on the embedded digits, 32x32",
+    "cgan-digits": "class-conditional DCGAN (cdcgan, ngf 64, ndf 32, minibatch std in D) on "
+    "the embedded digits, 32x32; --class 0-9",
+    "dcgan-digits": "DCGAN (ngf 64, ndf 32) on the embedded digits, 32x32",
 }
 
 
