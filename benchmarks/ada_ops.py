@@ -8,8 +8,8 @@ digits, `--preset demo`, ngf = ndf = 32, batch 64, one thread) with each op set 
 image budget (`--kimg`, so the host's load does not change what a row saw), two runs side by
 side, and scores every run on the validation slice of ada_rate.py (training digits
 5,000-5,999, which no 500-digit run saw). Settings are judged there, never on the test digits.
-Prints a table and writes docs/bench_ada_ops.json and docs/figures/ada-ops.png (each row's
-last G_ema grid, side by side in the table's order).
+Prints a table and writes docs/bench_ada_ops.json and docs/figures/ada-ops.png (each seed-0
+row's last G_ema grid, side by side in the table's order).
 
     python benchmarks/ada_ops.py [--kimg 150] [--seeds 0] [--only ada-geom]
 """
@@ -59,11 +59,13 @@ def command(run_dir: Path, seed: int, spec: str | None, args: argparse.Namespace
 
 
 def figure(rows: dict, runs: Path, out: Path) -> None:
-    """Each run's last sample grid, side by side."""
+    """Each seed-0 run's last sample grid, side by side."""
     from PIL import Image
 
     grids = []
     for key, r in rows.items():
+        if r["seed"] != 0:
+            continue
         path = runs / "bench-ada-ops" / key / "samples" / f"fakes{r['nimg']:09d}.png"
         if path.is_file():
             grids.append(Image.open(path).convert("RGB"))
