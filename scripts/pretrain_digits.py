@@ -31,9 +31,9 @@ from gankit.sampling import sample_to_file
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from speed import peak_gflops  # noqa: E402  (the benchmarks' measure of the host)
 
-# name -> (model, model options, training options). Each model's own MNIST-sized (grey28)
-# defaults: 28x28 digits, ngf 64 / ndf 32 (the CGAN with minibatch std). A trial of these
-# against the earlier ngf = ndf = 32 demo recipes is in docs/bench_pretrained_digits.json.
+# name -> (model, model options, training options). Empty: each model's own grey28 recipe
+# (32x32, ngf 64 / ndf 32; the CGAN with minibatch std), which gankit picks for --data digits.
+# docs/pretrained.md compares them with the earlier ngf = ndf = 32 recipes and other trials.
 RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "dcgan-digits": ("dcgan", {}, {}),
     "cgan-digits": ("cdcgan", {}, {}),

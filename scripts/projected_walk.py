@@ -38,23 +38,19 @@ def main() -> None:
     picks["one_b"] = labels.index(1, picks["one"] + 1)
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)  # the figures' labels then read held.npz:1, not a temporary path
-        work = Path(".")
         images = []
         for name, i in picks.items():
-            path = work / f"{name}.png"
-            Image.fromarray(test.images[i, 0].numpy()).save(path)  # uint8 already
-            images.append(str(path))
+            Image.fromarray(test.images[i, 0].numpy()).save(f"{name}.png")  # uint8 already
+            images.append(f"{name}.png")
             print(f"{name}.png: test digit #{i} (label {labels[i]})")
-        held = work / "held"
-        gankit(["project", args.model, *images, "--out", str(held)])
-        walk, arith = work / "walk", work / "arith"
-        gankit(["interpolate", args.model, "--seeds", f"{held}.npz:0,1", "--steps", "10",
-                "--out", str(walk)])  # fmt: skip
-        gankit(["arithmetic", args.model, "--a", f"{held}.npz:1", "--b", f"{held}.npz:2,3",
-                "--c", "class=1:bold", "--out", str(arith)])  # fmt: skip
-        for src, name in ((walk, "interpolate"), (arith, "arithmetic")):
+        gankit(["project", args.model, *images, "--out", "held"])
+        gankit(["interpolate", args.model, "--seeds", "held.npz:0,1", "--steps", "10",
+                "--out", "walk"])  # fmt: skip
+        gankit(["arithmetic", args.model, "--a", "held.npz:1", "--b", "held.npz:2,3",
+                "--c", "class=1:bold", "--out", "arith"])  # fmt: skip
+        for src, name in (("walk", "interpolate"), ("arith", "arithmetic")):
             dest = args.figures / f"{name}-projected-{stem}.png"
-            shutil.copyfile(src.with_suffix(".png"), dest)
+            shutil.copyfile(f"{src}.png", dest)
             print(f"wrote {dest}")
 
 
