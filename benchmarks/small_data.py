@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -44,20 +45,52 @@ def key(size: int, augment: str, seed: int) -> str:
     return f"n{size}-{augment}-s{seed}"
 
 
-def train(row: dict, args: argparse.Namespace, run_dir: Path) -> dict:
+# --recipe: the training settings every row shares (the augmentation and the data differ)
+RECIPES: dict[str, list[str]] = {
+    # the first shipped dcgan-digits' CPU recipe: the demo preset (batch 64, short EMA, bf16
+    # where this host runs it faster) at half the tutorial's widths. The published table.
+    "demo": ["--preset", "demo", "--set", "ngf=32", "--set", "ndf=32"],
+    # dcgan's recipe for 28-32 px greyscale digits, picked by `--data mnist` itself (ngf 64,
+    # ndf 32, lr_g 1e-3 / lr_d 2e-4, EMA 5 kimg): the shipped generators' recipe.
+    "grey28": [],
+}
+# --augments names -> --augment specs (None: no augmentation)
+AUGMENT_SPECS: dict[str, str | None] = {
+    "none": None,
+    "diffaug": "diffaug",
+    "ada": "ada",
+    # ADA with the ops that do not resample (benchmarks/ada_ops.py: the resampling ops cost)
+    "ada-xbc": "ada:xint,brightness,contrast",
+}
+
+
+def train_command(row: dict, args: argparse.Namespace, run_dir: Path) -> list[str]:
+    """The `gankit train` arguments of one row."""
+    if args.kimg:
+        budget = ["--kimg", f"{args.kimg:g}"]  # an image budget: the host's load changes nothing
+    else:
+        budget = ["--kimg", "100000", "--max-seconds", str(args.seconds)]
     cmd = [
         "train", "dcgan", "--data", "mnist", "--data-root", str(args.data_root),
         "--no-download", "--max-images", str(row["size"]), "--seed", str(row["seed"]),
-        "--kimg", "100000", "--max-seconds", str(args.seconds), "--run-dir", str(run_dir),
+        *budget, "--run-dir", str(run_dir),
         "--overwrite", "--no-progress", "--device", "cpu",
         "--batch-size", str(min(64, row["size"])),
-        # the CPU recipe of the shipped dcgan-digits: the demo preset (batch 64, short EMA,
-        # bf16 where this host runs it faster) at half the tutorial's widths
-        "--preset", "demo", "--set", "ngf=32", "--set", "ndf=32",
-        "--set", "sample_every_kimg=50",
+        *RECIPES[args.recipe], "--set", "sample_every_kimg=50",
     ]  # fmt: skip
-    if row["augment"] != "none":
-        cmd += ["--augment", row["augment"]]
+    spec = AUGMENT_SPECS[row["augment"]]
+    if spec:
+        cmd += ["--augment", spec]
+    if spec and spec.startswith("ada") and args.ada_kimg:
+        cmd += ["--ada-kimg", f"{args.ada_kimg:g}"]
+    if args.eval_every_kimg:  # FD curves, only to look at: no setting is chosen from them
+        cmd += ["--eval-every-kimg", f"{args.eval_every_kimg:g}",
+                "--eval-metrics", f"fd1k_{args.features}", "--eval-ref", "test"]  # fmt: skip
+    return cmd
+
+
+def train(row: dict, args: argparse.Namespace, run_dir: Path) -> dict:
+    cmd = train_command(row, args, run_dir)
     done = run_dir / "bench_train.json"  # a row trained before its scoring was cut short
     if done.is_file() and json.loads(done.read_text()).get("command") == "gankit " + " ".join(cmd):
         return json.loads(done.read_text())
@@ -72,7 +105,19 @@ def train(row: dict, args: argparse.Namespace, run_dir: Path) -> dict:
     }
     if "ada_p" in recs[-1]:
         out["ada_p_final"] = recs[-1]["ada_p"]
+    out["curve"] = curve(run_dir, args.features)
     done.write_text(json.dumps(out))
+    return out
+
+
+def curve(run_dir: Path, features: str) -> list[dict]:
+    """The FDs evaluated during training (`--eval-every-kimg`), by thousands of images."""
+    path = run_dir / "eval.jsonl"
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        e = json.loads(line)
+        if e["metric"] == f"fd1k_{features}" and e.get("checkpoint") is None:
+            out.append({"kimg": e["nimg"] / 1000, "fd": e["value"]})
     return out
 
 
@@ -198,7 +243,7 @@ def plot(result: dict, path: Path, features: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for augment in AUGMENTS:
+    for augment in AUGMENT_SPECS:
         rows = [r for r in result["rows"].values() if r["augment"] == augment and "fd" in r]
         sizes = sorted({r["size"] for r in rows})
         if not sizes:
@@ -228,6 +273,14 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--only", default="", help="comma-separated row keys, e.g. n500-ada-s0")
     ap.add_argument("--seconds", type=float, default=300.0, help="training budget per row")
+    ap.add_argument("--kimg", type=float, help="an image budget per row instead of --seconds")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="demo",
+                    help="the shared training settings (demo: the published table)")  # fmt: skip
+    ap.add_argument("--ada-kimg", type=float, help="--ada-kimg of the ADA rows (default: gankit's)")
+    ap.add_argument("--eval-every-kimg", type=float, help="also record FD curves during training")
+    ap.add_argument("--parallel", type=int, default=1, help="rows trained at a time")
+    ap.add_argument("--tag", default="", help="a study beside the published table: its own "
+                    "JSON (bench_small_data-TAG.json), figures and run folders")  # fmt: skip
     ap.add_argument("--features", default="mnistcnn", help="mnistcnn (published) or pixel")
     ap.add_argument(
         "--threads", type=int, default=1,
@@ -238,6 +291,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    unknown = set(args.augments.split(",")) - set(AUGMENT_SPECS)
+    if unknown:
+        ap.error(f"unknown --augments {sorted(unknown)}: choose from {list(AUGMENT_SPECS)}")
+    suffix = f"-{args.tag}" if args.tag else ""
+    if args.tag:
+        args.runs = args.runs / args.tag
 
     rows = [
         {"size": int(s), "augment": a, "seed": int(seed)}
@@ -248,29 +307,47 @@ def main() -> None:
     only = {k for k in args.only.split(",") if k}
     rows = [r for r in rows if not only or key(**r) in only]
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "bench_small_data.json"
+    path = args.out / f"bench_small_data{suffix}.json"
     result = json.loads(path.read_text()) if path.is_file() else {"rows": {}}
     result.update(
-        machine=machine(), seconds_per_row=args.seconds, features=args.features,
-        threads=args.threads,
+        machine=machine(), features=args.features, threads=args.threads, recipe=args.recipe,
+        **({"kimg_per_row": args.kimg} if args.kimg else {"seconds_per_row": args.seconds}),
     )  # fmt: skip
+    todo = [r for r in rows if key(**r) not in result["rows"]]
     for row in rows:
-        k = key(**row)
-        if k in result["rows"]:
-            print(f"{k}: done before, skipped")
-            continue
-        run_dir = args.runs / k
-        info = {**row, **train(row, args, run_dir)}
-        info.update(score(run_dir, args, row["size"]))
-        f = args.features
-        info["fd"] = info[f"fd1k_{f}"]["fd"]
-        info["recall"] = info[f"prdc1k_{f}"].get("recall")
-        info["resolution"] = int(load_run_resolution(run_dir))
-        if "real_leaks" not in result:
-            result["real_leaks"] = real_leaks(args, info["resolution"])
-        result["rows"][k] = info
-        path.write_text(json.dumps(result, indent=1))  # each row as soon as it is done
-        print(f"{k}: FD {info['fd']:.2f}, recall {info['recall']}, leaks {info['leaks']}")
+        if row not in todo:
+            print(f"{key(**row)}: done before, skipped")
+    # training runs side by side (each on --threads threads); scoring is one row at a time
+    with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+        trained = pool.map(lambda r: train(r, args, args.runs / key(**r)), todo)
+        for row, run in zip(todo, trained, strict=True):
+            k = key(**row)
+            score_row(row, run, args, result, path, k)
+    finish(result, rows, args, path, suffix)
+
+
+def score_row(
+    row: dict, run: dict, args: argparse.Namespace, result: dict, path: Path, k: str
+) -> None:
+    """Score one trained row and write it to the JSON at once."""
+    run_dir = args.runs / k
+    info = {**row, **run}
+    info.update(score(run_dir, args, row["size"]))
+    f = args.features
+    info["fd"] = info[f"fd1k_{f}"]["fd"]
+    info["recall"] = info[f"prdc1k_{f}"].get("recall")
+    info["resolution"] = int(load_run_resolution(run_dir))
+    if "real_leaks" not in result:
+        result["real_leaks"] = real_leaks(args, info["resolution"])
+    result["rows"][k] = info
+    path.write_text(json.dumps(result, indent=1))  # each row as soon as it is done
+    print(f"{k}: FD {info['fd']:.2f}, recall {info['recall']}, leaks {info['leaks']}")
+
+
+def finish(
+    result: dict, rows: list[dict], args: argparse.Namespace, path: Path, suffix: str
+) -> None:
+    """Fill in what older rows lack, then the floor, the figures and the table."""
     for k, info in result["rows"].items():  # rows scored before memo used only the N seen
         memo = f"memo1k_{args.features}"
         if info[memo].get("n_train") != info["size"]:
@@ -298,8 +375,12 @@ def main() -> None:
         path.write_text(json.dumps(result, indent=1))
     if result["rows"]:
         (args.out / "figures").mkdir(exist_ok=True)
-        plot(result, args.out / "figures" / "small_data.png", args.features)
-        sample_rows(result, args.runs, args.out / "figures" / "small_data-samples.png")
+        figures = args.out / "figures"
+        plot(result, figures / f"small_data{suffix}.png", args.features)
+        sizes = (100, 500) if not args.tag else tuple(sorted({r["size"] for r in rows}))
+        sample_rows(result, args.runs, figures / f"small_data{suffix}-samples.png", sizes)
+        if any(r.get("curve") for r in result["rows"].values()):
+            plot_curves(result, figures / f"small_data{suffix}-curves.png", args.features)
         print(f"real test digits' leak shares: {result.get('real_leaks')}")
         print(f"floor (test digits against the training digits): FD {result['floor']['fd']:.2f}")
         print(table(result))
@@ -319,6 +400,37 @@ def floor(args: argparse.Namespace, resolution: int) -> dict:
     return {"fd": out[f"fd1k_{f}"]["fd"], "recall": out[f"prdc1k_{f}"].get("recall"), **out}
 
 
+def plot_curves(result: dict, path: Path, features: str) -> None:
+    """FD against thousands of images seen, one line per row: where D's memorising starts to
+    hurt G, the curve of the run without augmentation turns up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {aug: palette[i % len(palette)] for i, aug in enumerate(AUGMENT_SPECS)}
+    styles = {}
+    for _, r in sorted(result["rows"].items()):
+        if not r.get("curve"):
+            continue
+        style = styles.setdefault(r["size"], ("-", "--", ":", "-.")[len(styles) % 4])
+        ax.plot([c["kimg"] for c in r["curve"]], [c["fd"] for c in r["curve"]], ls=style,
+                color=colours[r["augment"]], label=f"{r['size']:,} digits, {r['augment']}, "
+                f"seed {r['seed']}")  # fmt: skip
+    if "floor" in result:
+        ax.axhline(result["floor"]["fd"], color="0.5", ls="--", lw=0.8, label="real test digits")
+    ax.set_yscale("log")
+    ax.set_xlabel("thousands of images seen")
+    ax.set_ylabel(f"FD to 1,000 test digits ({features} features)")
+    ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def sample_rows(result: dict, runs: Path, path: Path, sizes: tuple[int, ...] = (100, 500)) -> None:
     """One row of G_ema samples (seeds 0-15) per augmentation and size, of the seed-0 runs:
     docs/figures/small_data-samples.png, rows none / diffaug / ada for each size in turn."""
@@ -328,7 +440,7 @@ def sample_rows(result: dict, runs: Path, path: Path, sizes: tuple[int, ...] = (
     rows = [
         generate(load(runs / key(size, aug, 0)), range(16))
         for size in sizes
-        for aug in AUGMENTS
+        for aug in AUGMENT_SPECS
         if key(size, aug, 0) in result["rows"]
     ]
     if rows:
@@ -346,7 +458,7 @@ def table(result: dict) -> str:
     )
     lines = []
     cells = sorted({(r["size"], r["augment"]) for r in result["rows"].values()},
-                   key=lambda c: (c[0], AUGMENTS.index(c[1])))  # fmt: skip
+                   key=lambda c: (c[0], list(AUGMENT_SPECS).index(c[1])))  # fmt: skip
     for size, aug in cells:
         rows = [r for r in result["rows"].values() if (r["size"], r["augment"]) == (size, aug)]
         rows.sort(key=lambda r: r["seed"])

@@ -260,6 +260,27 @@ def test_train_writes_a_complete_run_folder(dcgan_run: tuple[Path, str]) -> None
     assert "data: resized from 28x28 to 16x16" in out  # the loader's notes reach the user
 
 
+def test_a_small_set_without_augmentation_gets_the_hint(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    common = ["train", "dcgan", "--resolution", "16", "--set", "ngf=8", "--set", "ndf=8"]
+    common += ["--kimg", "0.032", "--batch-size", "16", "--max-images", "64", "--overwrite"]
+    rc, out, err = cli(capsys, *common, "--run-dir", tmp_path / "plain")
+    assert rc == 0, err
+    assert "64 training images is a small set" in out and "--augment diffaug" in out
+    rc, out, err = cli(capsys, *common, "--run-dir", tmp_path / "aug", "--augment", "diffaug")
+    assert rc == 0, err
+    assert "small set" not in out  # it asked for augmentation already
+
+
+def test_the_small_data_hint_fires_only_below_the_threshold() -> None:
+    from gankit.training.run import SMALL_DATA, small_data_hint
+
+    assert small_data_hint(SMALL_DATA - 1, None) is not None
+    assert small_data_hint(SMALL_DATA, None) is None
+    assert small_data_hint(10, "ada") is None
+
+
 def test_dry_run_prints_the_config_and_creates_nothing(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -325,6 +325,26 @@ def _announce(trainer: Trainer, verb: str) -> None:
     )
     for note in ds.notes:
         print(f"gankit: data: {note}")
+    hint = small_data_hint(len(ds), rc.train.augment)
+    if hint:
+        print(hint)
+
+
+# Below this many training images, a run without augmentation is nudged towards --augment:
+# on 500 MNIST digits D memorises the set and DCGAN's FD gets 2-4x worse between 100 and 400
+# kimg, where DiffAugment and ADA keep improving (benchmarks/small_data.py --tag grey28-400k).
+SMALL_DATA = 1000
+
+
+def small_data_hint(n_images: int, augment: str | None) -> str | None:
+    """The line that tells a user training on a small set without augmentation what to add."""
+    if augment is not None or n_images >= SMALL_DATA:
+        return None
+    return (
+        f"gankit: hint: {n_images} training images is a small set: over a long run D "
+        "memorises it and G's samples get worse; add --augment diffaug, or for digits "
+        "--augment ada:xint,brightness,contrast (docs/small_data.md)"
+    )
 
 
 def _resume(
