@@ -18,6 +18,13 @@ being scored is only scored again). About 2 hours as published
     python benchmarks/small_data.py --only n500-ada-s0,n500-none-s0  # some rows
     python benchmarks/small_data.py --sizes 100 --augments none,ada --seeds 0 --seconds 15 \
         --features pixel --out /tmp/small                           # a one-minute smoke run
+
+A study beside the published table goes under `--tag` (its own JSON, figures and run
+folders), e.g. docs/small_data.md's 400-kimg study with today's recipe and FD curves:
+
+    python benchmarks/small_data.py --recipe grey28 --kimg 400 --eval-every-kimg 50 \
+        --ada-kimg 100 --parallel 2 --tag grey28-400k --sizes 500,6000 \
+        --augments none,diffaug,ada-xbc --only n500-none-s0,...
 """
 
 from __future__ import annotations
