@@ -42,8 +42,9 @@ class Quadratic(nn.Module):
         return 0.5 * x.flatten(1).pow(2).sum(1)
 
 
-def _step(D, real, fake, G=None):
-    return Step(G or nn.Identity(), D, real, None, fake, None, torch.zeros(real.shape[0], 1))
+def _step(D, real, fake, G=None, index=0):
+    z = torch.zeros(real.shape[0], 1)
+    return Step(G or nn.Identity(), D, real, None, fake, None, z, index)
 
 
 def test_gradient_penalty_on_a_linear_critic():
@@ -89,6 +90,29 @@ def test_r1_on_a_quadratic_critic_uses_real_data_only():
     expected = 4 / 2 * real.flatten(1).pow(2).sum(1).mean()
     torch.testing.assert_close(value, expected)
     torch.testing.assert_close(logs["r1"], expected / 2)
+
+
+def test_lazy_r1_runs_one_update_in_k_scaled_by_k():
+    real, fake = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)
+    pen = real.flatten(1).pow(2).sum(1).mean()
+    lazy = R1(gamma=2, every=4)
+    # a resumed run may start between two penalised updates: nothing to add or show yet
+    assert lazy.d_term(_step(Quadratic(), real, fake, index=3)) is None
+    for index in range(8):
+        value, logs = lazy.d_term(_step(Quadratic(), real, fake, index=index))
+        want = 2 / 2 * 4 * pen if index % 4 == 0 else torch.tensor(0.0)
+        torch.testing.assert_close(value, want)
+        torch.testing.assert_close(logs["r1"], pen)  # the last computed value in between
+    # over k updates the lazy term adds what the eager one adds
+    eager = sum(R1(gamma=2).d_term(_step(Quadratic(), real, fake, index=i))[0] for i in range(4))
+    lazy_sum = sum(lazy.d_term(_step(Quadratic(), real, fake, index=i))[0] for i in range(4))
+    torch.testing.assert_close(lazy_sum, eager)
+
+
+@pytest.mark.parametrize("every", ["0", "2.5"])
+def test_lazy_r1_takes_whole_intervals_only(every):
+    with pytest.raises(UserError, match="whole number >= 1"):
+        create_regularisers(f"r1:every={every}")
 
 
 def test_weight_clipping_bounds_every_weight():
@@ -189,6 +213,39 @@ def test_wgan_gp_setup(tmp_path, preset, betas):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in tr.D.modules())
     logs = tr.train_step()
     assert torch.isfinite(logs["gp"]) and logs["grad_norm"] > 0
+
+
+class Recorder(R1):
+    """An R1 that writes down the update index of every D and G step it is shown."""
+
+    name = "recorder"
+
+    def __init__(self, **kwargs: float) -> None:
+        super().__init__(**kwargs)
+        self.seen: list[tuple[str, int]] = []
+
+    def d_term(self, step):
+        self.seen.append(("d", step.index))
+        return None
+
+    def g_term(self, step):
+        self.seen.append(("g", step.index))
+        return None
+
+
+def test_trainer_numbers_d_and_g_updates_from_the_run_start(tmp_path):
+    tr = _trainer("wgan", tmp_path)  # five D updates per G update
+    rec = Recorder()
+    tr.regularisers = [rec]
+    tr.train_step()
+    tr.train_step()
+    assert rec.seen == [("d", i) for i in range(5)] + [("g", 0)] + [
+        ("d", i) for i in range(5, 10)
+    ] + [("g", 1)]
+    rec.seen.clear()
+    tr.state.step = 5  # as after resuming at step 5: the count goes on from there
+    tr.train_step()
+    assert rec.seen == [("d", i) for i in range(25, 30)] + [("g", 5)]
 
 
 def test_lsgan_uses_least_squares(tmp_path):

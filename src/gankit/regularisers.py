@@ -30,7 +30,9 @@ class Step:
     """What a regulariser may look at in one D or G update.
 
     `fake` is detached in D's update and carries G's graph in G's; `z` are the latents that
-    made it (the InfoGAN codes live there).
+    made it (the InfoGAN codes live there). `index` counts the updates of this kind since the
+    run began (D updates for `d_term`, G updates for `g_term`), resumes included, so that a
+    term can run every k-th update (lazy R1).
     """
 
     G: nn.Module
@@ -40,6 +42,7 @@ class Step:
     fake: torch.Tensor
     y_fake: torch.Tensor | None
     z: torch.Tensor
+    index: int = 0
 
 
 class Regulariser(Configurable):
@@ -136,19 +139,36 @@ class GradientPenalty(Regulariser):
 @REGULARISERS.register("r1")
 class R1(Regulariser):
     """R1 (Mescheder et al. 2018; StyleGAN): gamma / 2 * E[||grad D(x)||^2] on real data only,
-    which stops D from pushing its gradient off the data manifold."""
+    which stops D from pushing its gradient off the data manifold.
+
+    `every=k` is StyleGAN2's lazy R1: the term runs on one D update in k, scaled by k so that
+    its weight per update is unchanged, and the double backward costs 1/k as much.
+    """
 
     name = "r1"
-    description = "R1 penalty on real data (StyleGAN), gamma=10"
-    options = {"gamma": 10.0}
+    description = "R1 penalty on real data (StyleGAN), gamma=10; every=k runs it lazily"
+    options = {"gamma": 10.0, "every": 1.0}
     curves = {"r1": "R1"}
     gamma: float
+    every: float
 
-    def d_term(self, step: Step) -> tuple[torch.Tensor, Logs]:
+    def __init__(self, **kwargs: float) -> None:
+        super().__init__(**kwargs)
+        if self.every < 1 or self.every != int(self.every):
+            raise UserError(f"r1's every must be a whole number >= 1, not {self.every:g}")
+        self._last: torch.Tensor | None = None
+
+    def d_term(self, step: Step) -> tuple[torch.Tensor, Logs] | None:
         assert step.real is not None
+        k = int(self.every)
+        if step.index % k:  # a lazy step: nothing to add; the curve shows the last value
+            if self._last is None:
+                return None
+            return step.real.new_zeros((), dtype=torch.float32), {"r1": self._last}
         grad = input_gradients(step.D, step.real, step.y_real)
         pen = grad.flatten(1).pow(2).sum(1).mean()
-        return 0.5 * self.gamma * pen, {"r1": pen.detach()}
+        self._last = pen.detach()
+        return 0.5 * self.gamma * k * pen, {"r1": self._last}
 
 
 @REGULARISERS.register("clip")

@@ -58,7 +58,7 @@ def test_a_new_run_writes_its_resolved_record_and_reads_it_back(tmp_path: Path) 
     assert doc["version"] == CONFIG_VERSION == 2
     assert doc["resolved"] == {
         "objective": {"name": "nonsaturating", "options": {}},
-        "regularisers": [{"name": "r1", "options": {"gamma": 2.0}}],
+        "regularisers": [{"name": "r1", "options": {"gamma": 2.0, "every": 1.0}}],
         "precision": "fp32",
         "resolution": 16,
         "channels": 1,
@@ -77,7 +77,7 @@ def test_a_new_run_writes_its_resolved_record_and_reads_it_back(tmp_path: Path) 
 
 @pytest.mark.parametrize(
     "name,regularisers",
-    [("dcgan", ()), ("cdcgan", ()), ("stylegan", (Piece("r1", {"gamma": 1.0}),))],
+    [("dcgan", ()), ("cdcgan", ()), ("stylegan", (Piece("r1", {"gamma": 1.0, "every": 1.0}),))],
 )
 def test_a_version_1_config_reads_back_with_what_it_determines(
     name: str, regularisers: tuple

@@ -301,12 +301,14 @@ class Trainer:
         fake: torch.Tensor,
         y_fake: torch.Tensor | None,
         z: torch.Tensor,
+        index: int,
     ) -> torch.Tensor:
         """Add each regulariser's D or G term to `loss`. They run outside autocast, so they
-        get the fake in fp32 (it is bf16 under autocast; the cast keeps G's graph)."""
+        get the fake in fp32 (it is bf16 under autocast; the cast keeps G's graph). `index`
+        numbers this kind of update since the run began, for terms that run every k-th."""
         if not self.regularisers:
             return loss
-        step = Step(self.G, self.D, real, y_real, fake.float(), y_fake, z)
+        step = Step(self.G, self.D, real, y_real, fake.float(), y_fake, z, index)
         for reg in self.regularisers:
             term = reg.d_term(step) if which == "d" else reg.g_term(step)
             if term is not None:
@@ -322,7 +324,7 @@ class Trainer:
         reuse = n_critic == 1  # as in the DCGAN tutorial: G's forward serves both updates
         D.requires_grad_(True)
         logs: dict[str, torch.Tensor] = {}
-        for _ in range(n_critic):
+        for i in range(n_critic):
             real, y_real = self._real_batch()
             z, y_fake = self._noise()
             with self._autocast():
@@ -338,7 +340,10 @@ class Trainer:
                 loss_d, logs_d = obj.d_loss(D_d, real_d, fake_d, y_real, y_fake)
             if self.world.distributed:  # batch-dependent state (BEGAN's k_t): the global value
                 obj.average_state(lambda t: average(t, self.world))
-            loss_d = self._add_terms("d", loss_d, logs_d, real_d, y_real, fake_d, y_fake, z)
+            d_index = self.state.step * n_critic + i
+            loss_d = self._add_terms(
+                "d", loss_d, logs_d, real_d, y_real, fake_d, y_fake, z, d_index
+            )
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             if self.wrapped.average_d_by_hand:
@@ -358,7 +363,9 @@ class Trainer:
                 fake = G(z, y_fake)
             fake_g = self._shown(fake)  # drawn afresh, as DiffAugment's G step does
             loss_g, logs_g = obj.g_loss(self.wrapped.D_for_g, fake_g, y_fake)
-        loss_g = self._add_terms("g", loss_g, logs_g, None, None, fake_g, y_fake, z)
+        loss_g = self._add_terms(
+            "g", loss_g, logs_g, None, None, fake_g, y_fake, z, self.state.step
+        )
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.nonfinite[2:] |= nonfinite_flags(loss_g, self.G.parameters())
