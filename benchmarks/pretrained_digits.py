@@ -10,8 +10,9 @@ digits: 4,000 training, 1,000 test), so it runs on a fresh install with no downl
   - the memorisation ratio (nearest training digit of a sample over that of a test digit);
   - conditional models: class accuracy and within-class variety (mean pairwise feature
     distance within a class, over that of the test digits of the class).
-Prints a table and writes docs/bench_pretrained_digits.json (one record per --tag, others kept)
-and a grid of each generator's samples under docs/figures/.
+Prints a table and writes docs/bench_pretrained_digits.json (one record per --tag, others kept;
+a --models subset replaces only its own rows of the tag) and a grid of each generator's samples
+under docs/figures/.
 
     python benchmarks/pretrained_digits.py [--models pretrained:cgan-digits,...] [--tag now]
 """
@@ -93,13 +94,16 @@ def main() -> None:
     test = load_dataset("digits", resolution=32, train=False)
     result = json.loads(args.out.read_text()) if args.out.is_file() else {"scores": {}}
     ref = reference(clf, train.images, test.images)
-    rows = {}
+    # Rows of this tag from an earlier run stay (a --models subset replaces only its own);
+    # each row carries the machine it was scored on.
+    rows = dict(result["scores"].get(args.tag, {}).get("rows", {}))
     for source in args.models.split(","):
         row = score(source, clf, train.images, test.images, test.labels, ref)
         stem = Path(source.replace("pretrained:", "")).name.removesuffix(".safetensors")
         grid = args.figures / f"pretrained-{stem}-{args.tag}.png"
         sample_to_file(source, grid, seeds=list(range(10 if "class_acc" in row else 100)))
         row["grid"] = str(grid.relative_to(ROOT)) if grid.is_relative_to(ROOT) else str(grid)
+        row["machine"] = machine()
         rows[source] = row
         acc = f", class acc {row['class_acc']:.1%}, variety {row['variety']:.2f}" if (
             "class_acc" in row) else ""  # fmt: skip
