@@ -14,6 +14,7 @@ from gankit.regularisers import (
     REGULARISERS,
     GradientPenalty,
     Orthogonal,
+    Regulariser,
     Step,
     WeightClip,
     create_regularisers,
@@ -215,13 +216,13 @@ def test_wgan_gp_setup(tmp_path, preset, betas):
     assert torch.isfinite(logs["gp"]) and logs["grad_norm"] > 0
 
 
-class Recorder(R1):
-    """An R1 that writes down the update index of every D and G step it is shown."""
+class Recorder(Regulariser):
+    """A term that adds nothing and writes down the update index of every step it is shown."""
 
     name = "recorder"
 
-    def __init__(self, **kwargs: float) -> None:
-        super().__init__(**kwargs)
+    def __init__(self) -> None:
+        super().__init__()
         self.seen: list[tuple[str, int]] = []
 
     def d_term(self, step):
